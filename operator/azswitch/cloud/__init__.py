@@ -1,0 +1,28 @@
+"""The cloud layer's public surface: the backend-neutral interface, the EVS backend and what it is built from.
+
+Everything else in ``azswitch.cloud`` is an implementation detail; import from here.
+"""
+
+from azswitch.cloud.api import CloudAPI, ConsistencyGroup, ReplicationPair, Volume
+from azswitch.cloud.auth import AkSkAuth, AkSkCredentials, TokenAuth
+from azswitch.cloud.connections import CloudConnections, Timeouts
+from azswitch.cloud.evs import EvsClient
+from azswitch.cloud.ratelimit import RateLimiter
+from azswitch.cloud.retry import RetryPolicy
+from azswitch.cloud.transport import RequestHook
+
+__all__ = [
+    "AkSkAuth",
+    "AkSkCredentials",
+    "CloudAPI",
+    "CloudConnections",
+    "ConsistencyGroup",
+    "EvsClient",
+    "RateLimiter",
+    "ReplicationPair",
+    "RequestHook",
+    "RetryPolicy",
+    "Timeouts",
+    "TokenAuth",
+    "Volume",
+]
