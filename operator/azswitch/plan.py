@@ -1,0 +1,430 @@
+"""The planner: a pure function from (spec, cloud observation, time, approvals) to a :class:`Plan`.
+
+This is the "plan" of refresh → plan → apply → record (design.md §3). It decides *what* should happen and
+*why not yet*, and nothing else: no I/O, no clock (``now`` is an input), no kopf, no HTTP — so every gate
+is a table row in ``tests/unit/test_plan.py`` and ``azswitch plan`` can show the same answer the operator
+would act on. Suspension and operations already in flight are the reconciler's business, not the planner's:
+the reconciler makes no cloud call when suspended, and never plans while an operation is in flight.
+
+A plan names the action needed (even when it cannot run now, so that status shows the way forward) and
+lists every blocker that applies, each with a :class:`BlockKind` saying who clears it: time (WAIT), a
+person's decision (HOLD), a change in the cloud or the spec (BLOCKED), or a human repair (STALLED).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from azswitch.durations import format_duration
+from azswitch.models import Phase, ReplicationGroupSpec
+
+#: The annotation whose value approves one generation when ``spec.switchover.approval`` is Manual.
+APPROVE_ANNOTATION = "azswitch.io/approve"
+
+# Copies of ``azswitch.cloud.api``'s sets (a test keeps them equal): importing that module runs the
+# ``azswitch.cloud`` package, which loads the HTTP client, and the planner must stay free of it.
+#: Group statuses during which the cloud is busy with the group and a new action must wait.
+TRANSITIONAL_STATUSES = frozenset({"creating", "updating", "deleting", "reversing", "failovering"})
+#: Group statuses that mean the last lifecycle step failed.
+ERROR_STATUSES = frozenset({"error", "error_reversing", "error_failovering", "error_deleting"})
+
+FAULT_NONE = "0"
+#: "Replication link disconnected": the cloud says no failover can be performed (cloud-api.md §2.3).
+FAULT_LINK_DOWN = "5"
+STATUS_AVAILABLE = "available"
+STATUS_FAILOVERED = "failovered"
+#: "A production disk has lost read/write permission, failover advised" (cloud-api.md §2.3).
+FAULT_FAILOVER_ADVISED = "2"
+REPLICATION_ACTIVE = "active"
+REPLICATION_COPYING = "copying"
+
+
+class Action(StrEnum):
+    NONE = "None"
+    SWITCHOVER = "Switchover"
+    FAILOVER = "Failover"
+    REPROTECT = "Reprotect"
+
+
+class BlockKind(StrEnum):
+    WAIT = "Wait"  # transient: clears by itself (time passes, the cloud finishes something)
+    HOLD = "Hold"  # waits for a person's decision (approval) or for configuration (dryRun)
+    BLOCKED = "Blocked"  # cannot proceed until the cloud state or the spec changes
+    STALLED = "Stalled"  # needs a human: invalid spec, link down, cloud error state
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """One reason the plan cannot run now; ``message`` tells the user what to do about it."""
+
+    reason: str
+    message: str
+    kind: BlockKind
+    retry_at: datetime | None = None
+
+
+class GroupLike(Protocol):
+    """The fields of a cloud group the planner reads (``azswitch.cloud.api.ConsistencyGroup`` has them)."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def replication_status(self) -> str | None: ...
+    @property
+    def fault_level(self) -> str: ...
+    @property
+    def priority_station(self) -> str | None: ...
+    @property
+    def failure_detail(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the reconciler learnt from the cloud, backend-neutral (raw status strings, AZ names)."""
+
+    status: str
+    replication_status: str | None
+    fault_level: str
+    primary_az: str | None
+    availability_zones: tuple[str, ...]
+    failure_detail: str | None
+    observed_at: datetime
+
+    @classmethod
+    def from_group(
+        cls, group: GroupLike, availability_zones: tuple[str, ...] | list[str], observed_at: datetime
+    ) -> Observation:
+        """Build an observation from a cloud group (e.g. an EVS consistency group) and its discovered AZs."""
+        return cls(
+            status=group.status,
+            replication_status=group.replication_status,
+            fault_level=group.fault_level,
+            primary_az=group.priority_station,
+            availability_zones=tuple(availability_zones),
+            failure_detail=group.failure_detail,
+            observed_at=observed_at,
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The action needed (``NONE`` when nothing is, or nothing can be decided) and everything blocking it.
+
+    ``reason`` says why this action (or, for a gated ``NONE``, names the first blocker); ``source`` and
+    ``target`` are the primary AZ before and after the action.
+    """
+
+    action: Action
+    source: str | None
+    target: str | None
+    reason: str
+    message: str
+    blockers: tuple[Blocker, ...] = ()
+
+    @property
+    def executable(self) -> bool:
+        """True when the reconciler may start ``action`` now."""
+        return self.action is not Action.NONE and not self.blockers
+
+    def has(self, kind: BlockKind) -> bool:
+        return any(blocker.kind is kind for blocker in self.blockers)
+
+
+@dataclass(frozen=True)
+class PlanInput:
+    """Everything the planner looks at; the reconciler gathers it, so that the planner needs no I/O."""
+
+    spec: ReplicationGroupSpec
+    observation: Observation
+    generation: int
+    now: datetime
+    #: Parsed from the annotation ``azswitch.io/approve``; ``None`` if absent or unparseable.
+    approved_generation: int | None
+    #: When the last operation finished (for the ``minInterval`` cooldown).
+    last_finished_at: datetime | None
+    #: False when the operator-wide cap on concurrent operations is reached.
+    capacity_available: bool = True
+    #: Only used to print a copy-pasteable approval command.
+    name: str = "NAME"
+    namespace: str | None = None
+
+
+_APPROVAL_VALUE = re.compile(r"\s*[0-9]+\s*")
+
+
+def parse_approval(value: str | None) -> int | None:
+    """The generation approved by the annotation's value, or ``None`` if it is absent or not a generation."""
+    if value is None or not _APPROVAL_VALUE.fullmatch(value):
+        return None
+    generation = int(value)
+    # Generations start at 1; "0" can only be a mistake and must not approve anything.
+    return generation if generation >= 1 else None
+
+
+def plan(inp: PlanInput) -> Plan:
+    """Decide what to do with the group now. Pure; see the module docstring and design.md §3."""
+    spec, obs = inp.spec, inp.observation
+    desired, current = spec.primary_az, obs.primary_az
+
+    stalled = _stalled_gates(spec, obs)
+    if stalled:
+        return Plan(Action.NONE, current, desired, stalled[0].reason, stalled[0].message, tuple(stalled))
+
+    if obs.status in TRANSITIONAL_STATUSES:
+        busy = Blocker(
+            "GroupBusy",
+            f"the cloud group is {obs.status}; the plan is made again when it settles",
+            BlockKind.WAIT,
+        )
+        return Plan(Action.NONE, current, desired, busy.reason, busy.message, (busy,))
+
+    if current is None or current not in obs.availability_zones:
+        unknown = Blocker(
+            "PrimaryAZUnknown",
+            (
+                f"the cloud reports primary AZ {current!r}, which is not one of the group's AZs "
+                f"({', '.join(obs.availability_zones)}); nothing is done until it reports a known primary"
+                if current
+                else "the cloud reports no primary AZ for the group; nothing is done until it does"
+            ),
+            BlockKind.BLOCKED,
+        )
+        return Plan(Action.NONE, current, desired, unknown.reason, unknown.message, (unknown,))
+
+    if current == desired:
+        if obs.status == STATUS_FAILOVERED:
+            candidate = _reprotect(spec, obs, current, then=None)
+        else:
+            return Plan(
+                Action.NONE,
+                current,
+                desired,
+                "InSync",
+                f"the primary AZ is {current}, as desired; nothing to do",
+            )
+    elif obs.status == STATUS_FAILOVERED:
+        candidate = _reprotect(spec, obs, current, then=desired)
+    elif obs.status != STATUS_AVAILABLE:
+        unrecognized = Blocker(
+            "UnrecognizedGroupStatus",
+            f"the cloud group's status is {obs.status!r}, which the operator does not know how to act on; "
+            "nothing is done until the group is available",
+            BlockKind.BLOCKED,
+        )
+        return Plan(
+            Action.SWITCHOVER, current, desired, unrecognized.reason, unrecognized.message, (unrecognized,)
+        )
+    else:
+        candidate = _move(spec, obs, current, desired)
+
+    if candidate.blockers:
+        return candidate
+    return _with_execution_gates(candidate, inp)
+
+
+def _stalled_gates(spec: ReplicationGroupSpec, obs: Observation) -> list[Blocker]:
+    blockers = []
+    if not obs.availability_zones:
+        blockers.append(
+            Blocker(
+                "AvailabilityZonesUnknown",
+                "the group's availability zones could not be discovered from its replication pairs; "
+                "check that the group has replication pairs and that their volumes are readable",
+                BlockKind.STALLED,
+            )
+        )
+    elif spec.primary_az not in obs.availability_zones:
+        blockers.append(
+            Blocker(
+                "InvalidPrimaryAZ",
+                f"spec.primaryAZ {spec.primary_az!r} is not one of the group's AZs "
+                f"({', '.join(obs.availability_zones)}); set spec.primaryAZ to one of them",
+                BlockKind.STALLED,
+            )
+        )
+    if obs.fault_level == FAULT_LINK_DOWN:
+        blockers.append(
+            Blocker(
+                "ReplicationLinkDown",
+                "the cloud reports fault level 5: the replication link is disconnected, so neither a "
+                "switchover nor a failover is possible; contact the cloud provider",
+                BlockKind.STALLED,
+            )
+        )
+    if obs.status in ERROR_STATUSES:
+        detail = f" (failure detail {obs.failure_detail})" if obs.failure_detail else ""
+        blockers.append(
+            Blocker(
+                "CloudGroupError",
+                f"the cloud group is in status {obs.status}{detail}; repair the group in the cloud "
+                "(or open a ticket with the provider), the operator resumes once it is no longer in error",
+                BlockKind.STALLED,
+            )
+        )
+    return blockers
+
+
+def _reprotect(spec: ReplicationGroupSpec, obs: Observation, current: str, then: str | None) -> Plan:
+    """A failed-over group must be reprotected before anything else, including a move back."""
+    after = f"; then the switchover to {then} is planned" if then else ""
+    reason = "FailedOver" if then is None else "ReprotectBeforeSwitchover"
+    message = f"the group was failed over to {current} and is not protected; reprotect it{after}"
+    blockers = []
+    if obs.fault_level != FAULT_NONE:
+        blockers.append(
+            Blocker(
+                "WaitingForOldAZRecovery",
+                f"the cloud reports fault level {obs.fault_level}; a reprotect is possible only once the "
+                "old primary AZ has recovered (fault level 0)",
+                BlockKind.WAIT,
+            )
+        )
+    if not spec.failover.auto_reprotect:
+        blockers.append(
+            Blocker(
+                "ReprotectRequired",
+                f"the group was failed over to {current} and must be reprotected"
+                + (f" before it can be switched over to {then}" if then else "")
+                + "; reprotect it in the cloud console or API, or set spec.failover.autoReprotect: true "
+                "to let the operator do it",
+                BlockKind.BLOCKED,
+            )
+        )
+    # Reprotect re-establishes replication; the primary stays where it is.
+    return Plan(Action.REPROTECT, current, current, reason, message, tuple(blockers))
+
+
+def _move(spec: ReplicationGroupSpec, obs: Observation, current: str, desired: str) -> Plan:
+    if obs.replication_status == REPLICATION_COPYING:
+        # Even with a fault: failing over in the middle of a resynchronisation would promote a copy that
+        # is known to be inconsistent.
+        wait = Blocker(
+            "ReplicationSyncing",
+            "replication is copying (synchronising); the switchover starts once it is active",
+            BlockKind.WAIT,
+        )
+        return Plan(
+            Action.SWITCHOVER, current, desired, "PrimaryAZChanged", _move_message(current, desired), (wait,)
+        )
+    if obs.replication_status != REPLICATION_ACTIVE or obs.fault_level != FAULT_NONE:
+        why = "PrimaryAZFaulty" if obs.fault_level != FAULT_NONE else "ReplicationNotActive"
+        state = f"replication status {obs.replication_status or 'unknown'}, fault level {obs.fault_level}"
+        # A failover only when the cloud itself advises one (fault level 2: the *primary* AZ lost its
+        # disks). Replication merely not active may mean the *target* AZ is the sick one; failing over onto
+        # it would be worse than waiting.
+        if spec.failover.allowed and obs.fault_level == FAULT_FAILOVER_ADVISED:
+            return Plan(
+                Action.FAILOVER,
+                current,
+                desired,
+                why,
+                f"a planned switchover is impossible ({state}); failing over from {current} to {desired} "
+                "as spec.failover.allowed permits (un-replicated writes may be lost)",
+            )
+        if spec.failover.allowed:
+            advice = (
+                "a failover is only started when the cloud reports the primary AZ faulty (fault level 2); "
+                "wait for replication to recover, or synchronise the group"
+            )
+        else:
+            advice = (
+                "wait for the cloud to recover, or set spec.failover.allowed: true to permit a failover "
+                "(may lose un-replicated writes)"
+            )
+        impossible = Blocker(
+            "SwitchoverImpossible",
+            f"a planned switchover from {current} to {desired} is impossible ({state}); {advice}",
+            BlockKind.BLOCKED,
+        )
+        return Plan(Action.SWITCHOVER, current, desired, why, _move_message(current, desired), (impossible,))
+    return Plan(Action.SWITCHOVER, current, desired, "PrimaryAZChanged", _move_message(current, desired))
+
+
+def _move_message(current: str, desired: str) -> str:
+    return f"switch the primary AZ from {current} to {desired}"
+
+
+def _with_execution_gates(candidate: Plan, inp: PlanInput) -> Plan:
+    """Gates that stand between a possible action and starting it; all that apply are reported."""
+    spec = inp.spec
+    blockers = []
+    if inp.last_finished_at is not None and spec.switchover.min_interval > timedelta(0):
+        ready_at = inp.last_finished_at + spec.switchover.min_interval
+        if ready_at > inp.now:
+            blockers.append(
+                Blocker(
+                    "CooldownActive",
+                    f"the last operation finished at {inp.last_finished_at.isoformat()}; "
+                    f"spec.switchover.minInterval ({format_duration(spec.switchover.min_interval)}) "
+                    f"keeps the next one until {ready_at.isoformat()}",
+                    BlockKind.WAIT,
+                    retry_at=ready_at,
+                )
+            )
+    if spec.switchover.approval == "Manual" and inp.approved_generation != inp.generation:
+        namespace = f" -n {inp.namespace}" if inp.namespace else ""
+        approved = (
+            f" (the annotation approves generation {inp.approved_generation}; an approval is for one "
+            "generation only)"
+            if inp.approved_generation is not None
+            else ""
+        )
+        blockers.append(
+            Blocker(
+                "AwaitingApproval",
+                f"{candidate.action} needs approval for generation {inp.generation}{approved}: "
+                f"kubectl annotate rg {inp.name}{namespace} "
+                f"{APPROVE_ANNOTATION}={inp.generation} --overwrite",
+                BlockKind.HOLD,
+            )
+        )
+    if spec.dry_run:
+        blockers.append(
+            Blocker(
+                "DryRun",
+                f"spec.dryRun is true: would {_intent(candidate)}; set spec.dryRun: false to apply",
+                BlockKind.HOLD,
+            )
+        )
+    if not inp.capacity_available:
+        blockers.append(
+            Blocker(
+                "ConcurrencyLimit",
+                "the operator is already running its maximum number of concurrent operations; "
+                "this one starts when a slot frees up",
+                BlockKind.WAIT,
+            )
+        )
+    if not blockers:
+        return candidate
+    return Plan(
+        candidate.action,
+        candidate.source,
+        candidate.target,
+        candidate.reason,
+        candidate.message,
+        tuple(blockers),
+    )
+
+
+def _intent(candidate: Plan) -> str:
+    if candidate.action is Action.FAILOVER:
+        return f"fail over from {candidate.source} to {candidate.target}"
+    if candidate.action is Action.REPROTECT:
+        return f"reprotect the group (the primary stays {candidate.source})"
+    return f"switch the primary AZ from {candidate.source} to {candidate.target}"
+
+
+def phase_for(plan: Plan) -> Phase:
+    """The phase of a resource with no operation in flight (the reconciler overrides it while one runs)."""
+    if plan.has(BlockKind.STALLED) or plan.has(BlockKind.BLOCKED):
+        return "Blocked"
+    if any(blocker.reason == "AwaitingApproval" for blocker in plan.blockers):
+        return "AwaitingApproval"
+    if plan.action is Action.NONE and not plan.blockers:
+        return "Ready"
+    return "Pending"

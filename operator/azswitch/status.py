@@ -1,0 +1,262 @@
+"""Pure helpers that turn a plan and an observation into status: conditions, plan, cloud state, history.
+
+Conditions follow the Kubernetes API conventions and kstatus, because that is what ``kubectl wait``,
+Argo CD and Flux read: ``Ready`` is always present; ``Reconciling`` and ``Stalled`` exist only while True
+(kstatus treats a present-but-False abnormal-true condition as noise); every condition carries
+``observedGeneration``; ``lastTransitionTime`` moves only when ``status`` flips, so it answers "since when"
+rather than "when did the operator last look". Lists are returned new, never mutated, in a stable order so
+that an unchanged status produces an identical patch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from azswitch.errors import truncate
+from azswitch.models import (
+    CONDITION_MESSAGE_MAX_LENGTH,
+    HISTORY_LIMIT,
+    Blocker,
+    CloudObservation,
+    Condition,
+    ConditionStatus,
+    FinishedOperation,
+    PlanStatus,
+)
+from azswitch.plan import (
+    FAULT_LINK_DOWN,
+    FAULT_NONE,
+    REPLICATION_ACTIVE,
+    STATUS_AVAILABLE,
+    Action,
+    BlockKind,
+    Observation,
+    Plan,
+)
+
+READY = "Ready"
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
+REPLICATION_HEALTHY = "ReplicationHealthy"
+SWITCHOVER_ALLOWED = "SwitchoverAllowed"
+#: Our conditions, in the order they are written; conditions others added follow, in their own order.
+CONDITION_ORDER = (READY, RECONCILING, STALLED, REPLICATION_HEALTHY, SWITCHOVER_ALLOWED)
+
+#: (status, reason, message) of a condition that is always present.
+StatusTriple = tuple[ConditionStatus, str, str]
+#: (reason, message) of a condition that is present only while True.
+ReasonMessage = tuple[str, str]
+
+
+def get_condition(conditions: Sequence[Condition], type_: str) -> Condition | None:
+    return next((condition for condition in conditions if condition.type == type_), None)
+
+
+def set_condition(
+    conditions: Sequence[Condition],
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    generation: int,
+    now: datetime,
+) -> list[Condition]:
+    """A new list with condition ``type_`` set; its position and, unless ``status`` flips, its
+    ``lastTransitionTime`` are kept. A new condition is appended."""
+    message = truncate(message, CONDITION_MESSAGE_MAX_LENGTH)
+    previous = get_condition(conditions, type_)
+    # metav1.Time has second precision; keeping it here makes a read-back status compare equal.
+    transition = (
+        previous.last_transition_time
+        if previous is not None and previous.status == status
+        else now.replace(microsecond=0)
+    )
+    updated = Condition(
+        type=type_,
+        status=status,
+        observed_generation=generation,
+        last_transition_time=transition,
+        reason=reason,
+        message=message,
+    )
+    if previous is None:
+        return [*conditions, updated]
+    return [updated if condition.type == type_ else condition for condition in conditions]
+
+
+def remove_condition(conditions: Sequence[Condition], type_: str) -> list[Condition]:
+    return [condition for condition in conditions if condition.type != type_]
+
+
+def conditions_for(
+    *,
+    generation: int,
+    now: datetime,
+    previous: Sequence[Condition],
+    ready: StatusTriple,
+    reconciling: ReasonMessage | None,
+    stalled: ReasonMessage | None,
+    replication_healthy: StatusTriple,
+    switchover_allowed: StatusTriple,
+) -> list[Condition]:
+    """The full condition list: ours in :data:`CONDITION_ORDER`, then any foreign ones from ``previous``."""
+    conditions = list(previous)
+    wanted: dict[str, StatusTriple | None] = {
+        READY: ready,
+        RECONCILING: ("True", *reconciling) if reconciling else None,
+        STALLED: ("True", *stalled) if stalled else None,
+        REPLICATION_HEALTHY: replication_healthy,
+        SWITCHOVER_ALLOWED: switchover_allowed,
+    }
+    for type_, triple in wanted.items():
+        if triple is None:
+            conditions = remove_condition(conditions, type_)
+        else:
+            conditions = set_condition(conditions, type_, *triple, generation=generation, now=now)
+    ours = [condition for type_ in CONDITION_ORDER if (condition := get_condition(conditions, type_))]
+    foreign = [condition for condition in conditions if condition.type not in CONDITION_ORDER]
+    return ours + foreign
+
+
+# --- deriving conditions from a plan (no operation in flight) ----------------------------------------------
+
+
+def replication_health(observation: Observation | None) -> StatusTriple:
+    """``ReplicationHealthy``: True when replication is active and the cloud reports no fault."""
+    if observation is None:
+        return ("Unknown", "NotObserved", "the group has not been observed yet")
+    if observation.fault_level == FAULT_LINK_DOWN:
+        return (
+            "False",
+            "ReplicationLinkDown",
+            "fault level 5: the replication link is disconnected; contact the cloud provider",
+        )
+    if observation.fault_level != FAULT_NONE:
+        return (
+            "False",
+            "PrimaryAZFaulty",
+            f"fault level {observation.fault_level}: a production disk in the primary AZ "
+            f"{observation.primary_az} has lost read/write access",
+        )
+    if observation.replication_status != REPLICATION_ACTIVE:
+        return (
+            "False",
+            "ReplicationDegraded",
+            f"replication status is {observation.replication_status or 'unknown'} "
+            f"(group status {observation.status}), not active",
+        )
+    return ("True", "ReplicationActive", "replication is active and the cloud reports no fault")
+
+
+def switchover_allowed(plan: Plan | None, observation: Observation | None) -> StatusTriple:
+    """``SwitchoverAllowed``: could the operator start a planned switchover right now?"""
+    if plan is not None and plan.blockers:
+        first = plan.blockers[0]
+        return ("False", first.reason, first.message)
+    if plan is None or observation is None:
+        return ("Unknown", "NotObserved", "the group has not been observed yet")
+    if observation.status != STATUS_AVAILABLE:
+        return (
+            "False",
+            "GroupNotAvailable",
+            f"the cloud group is {observation.status}; a switchover needs it available",
+        )
+    if observation.replication_status != REPLICATION_ACTIVE or observation.fault_level != FAULT_NONE:
+        return (
+            "False",
+            "SwitchoverImpossible",
+            f"a planned switchover needs active replication and no fault (replication status "
+            f"{observation.replication_status or 'unknown'}, fault level {observation.fault_level})",
+        )
+    return ("True", "Allowed", "a planned switchover can be started now")
+
+
+def ready_for(plan: Plan) -> StatusTriple:
+    """``Ready``: True only when the primary is where the spec says and nothing is pending."""
+    if plan.action is Action.NONE and not plan.blockers:
+        return ("True", plan.reason, plan.message)
+    if plan.blockers:
+        first = plan.blockers[0]
+        return ("False", first.reason, first.message)
+    return ("False", plan.reason, f"{plan.action} planned: {plan.message}")
+
+
+def stalled_for(plan: Plan) -> ReasonMessage | None:
+    """``Stalled`` (kstatus): progress needs a human or a change in the cloud or spec."""
+    for blocker in plan.blockers:
+        if blocker.kind in (BlockKind.STALLED, BlockKind.BLOCKED):
+            return (blocker.reason, blocker.message)
+    return None
+
+
+def reconciling_for(plan: Plan) -> ReasonMessage | None:
+    """``Reconciling`` (kstatus): the operator is working towards the spec and needs nobody's help."""
+    if stalled_for(plan) is not None:
+        return None
+    if plan.executable:
+        return (plan.reason, plan.message)
+    for blocker in plan.blockers:
+        if blocker.kind is BlockKind.WAIT:
+            return (blocker.reason, blocker.message)
+    # HOLD: waiting for a person is neither progress nor a failure.
+    return None
+
+
+def conditions_from_plan(
+    *,
+    plan: Plan,
+    observation: Observation | None,
+    generation: int,
+    now: datetime,
+    previous: Sequence[Condition],
+) -> list[Condition]:
+    """All conditions for a resource with no operation in flight, derived from its plan."""
+    return conditions_for(
+        generation=generation,
+        now=now,
+        previous=previous,
+        ready=ready_for(plan),
+        reconciling=reconciling_for(plan),
+        stalled=stalled_for(plan),
+        replication_healthy=replication_health(observation),
+        switchover_allowed=switchover_allowed(plan, observation),
+    )
+
+
+# --- other status parts -------------------------------------------------------------------------------------
+
+
+def plan_status(plan: Plan) -> PlanStatus:
+    """``status.plan`` for a :class:`Plan`."""
+    return PlanStatus(
+        action=plan.action.value,
+        source=plan.source,
+        target=plan.target,
+        reason=plan.reason,
+        message=plan.message,
+        blockers=[
+            Blocker(reason=b.reason, message=b.message, kind=b.kind.value, retry_at=b.retry_at)
+            for b in plan.blockers
+        ],
+    )
+
+
+def cloud_observation(observation: Observation) -> CloudObservation:
+    """``status.cloud`` for an :class:`Observation`."""
+    return CloudObservation(
+        status=observation.status,
+        replication_status=observation.replication_status,
+        fault_level=observation.fault_level,
+        failure_detail=observation.failure_detail,
+        observed_at=observation.observed_at,
+    )
+
+
+def append_history(
+    history: Sequence[FinishedOperation], finished: FinishedOperation, limit: int = HISTORY_LIMIT
+) -> list[FinishedOperation]:
+    """``finished`` first, then the older entries, at most ``limit``. Recording the same operation twice
+    (a retried status write) replaces the earlier entry instead of duplicating it."""
+    older = [entry for entry in history if entry.id != finished.id]
+    return [finished, *older][:limit]
