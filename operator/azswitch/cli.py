@@ -1,0 +1,104 @@
+"""The ``azswitch`` command: ``run`` the operator, ``simulate`` the cloud, manage a local ``control-plane``,
+run the ``demo``.
+
+Each subcommand validates its input first and fails with one line that says what to fix, and exit code 2
+for bad usage or configuration (1 for a runtime failure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from azswitch.errors import ConfigError
+
+logger = logging.getLogger("azswitch.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="azswitch", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the operator against the current Kubernetes context")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace", "-n", action="append", default=[], metavar="NS", help="watch NS (repeatable)"
+    )
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (default)")
+    run.add_argument(
+        "--standalone",
+        action="store_true",
+        help="accepted for compatibility: azswitch always runs standalone (one replica, no kopf peering)",
+    )
+    run.add_argument(
+        "--liveness", metavar="URL", help="serve kopf's health endpoint, e.g. http://0.0.0.0:8081/healthz"
+    )
+    run.add_argument(
+        "--kubeconfig", type=Path, help="kubeconfig file (default: in-cluster, then $KUBECONFIG)"
+    )
+    run.add_argument("--log-format", choices=["plain", "json"], help="overrides AZSWITCH_LOG_FORMAT")
+
+    sim = sub.add_parser("simulate", help="serve a fake cloud API on loopback for tests and demos")
+    sim.add_argument("--port", type=int, default=8780, help="TCP port (0 picks a free one; default 8780)")
+    sim.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sim.add_argument("--seed", type=Path, help="YAML/JSON seed file (default: the built-in demo seed)")
+
+    cp = sub.add_parser("control-plane", help="a real kube-apiserver + etcd on loopback (up|down|status|env)")
+    cp.add_argument("action", choices=["up", "down", "status", "env"])
+    cp.add_argument("--state-dir", type=Path, help="where pids, certs and the kubeconfig live")
+
+    demo = sub.add_parser(
+        "demo", help="the whole product on this machine: control plane, simulator, operator"
+    )
+    demo.add_argument(
+        "--once", action="store_true", help="run the scenario non-interactively, stop, exit 0 on success"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "simulate":
+            from azswitch.simulator import run_forever
+
+            return run_forever(host=args.host, port=args.port, seed_path=args.seed)
+        if args.command == "control-plane":
+            from azswitch import controlplane
+
+            cp_args = [args.action] + (["--state-dir", str(args.state_dir)] if args.state_dir else [])
+            return controlplane.main(cp_args)
+        if args.command == "demo":
+            from azswitch import demo
+
+            return demo.main(once=args.once)
+    except ConfigError as exc:
+        print(f"azswitch: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from azswitch.handlers import run_operator
+    from azswitch.logs import setup_logging
+    from azswitch.runtime import Runtime, load_kube_client
+    from azswitch.settings import load_settings
+
+    overrides = {"log_format": args.log_format} if args.log_format else {}
+    settings = load_settings(**overrides)
+    setup_logging(settings.log_level, settings.log_format)
+    runtime = Runtime(settings, load_kube_client(args.kubeconfig))
+    namespaces: list[str] = args.namespace
+    logger.info("starting azswitch: watching %s", ", ".join(namespaces) if namespaces else "all namespaces")
+    asyncio.run(run_operator(runtime, namespaces=namespaces, liveness=args.liveness))
+    return 0

@@ -1,0 +1,173 @@
+"""A work queue between the watch and the reconciler: one reconcile per resource at a time, requeues, resync.
+
+kopf watches the resources and hands every event to ``Controller.observe``; nothing else of kopf's
+machinery is used per resource (no progress annotations, no per-resource timers or daemons), which keeps
+memory flat with 1,000 resources and lets a long switchover be polled in short steps, each on the newest
+copy of the resource. The shape is controller-runtime's: latest object per key, a de-duplicating queue,
+``add_after`` for requeues, N workers, and a key is never reconciled by two workers at once.
+
+Our own status writes come back as watch events. They do not trigger a reconcile (the reconciler already
+knows what it wrote); changes to the spec (generation), the annotations, or a new object do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+logger = logging.getLogger("azswitch.controller")
+
+Key = tuple[str, str]
+ReconcileFn = Callable[[Mapping[str, Any]], Awaitable[float | None]]
+
+
+def _trigger(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The parts of a resource whose change warrants a reconcile (not status, not resourceVersion)."""
+    meta = body.get("metadata", {})
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("azswitch.io/")}
+    return (
+        meta.get("uid"),
+        meta.get("generation"),
+        tuple(sorted(annotations.items())),
+        meta.get("deletionTimestamp"),
+    )
+
+
+class Controller:
+    def __init__(
+        self,
+        reconcile: ReconcileFn,
+        *,
+        workers: int,
+        on_forget: Callable[[str, str], None] | None = None,
+        on_error: Callable[[Key, BaseException], None] | None = None,
+    ) -> None:
+        self._reconcile = reconcile
+        self._workers = workers
+        self._on_forget = on_forget
+        self._on_error = on_error
+        self._objects: dict[Key, Mapping[str, Any]] = {}
+        self._triggers: dict[Key, tuple[Any, ...]] = {}
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._queued: set[Key] = set()
+        self._active: set[Key] = set()
+        self._dirty: set[Key] = set()
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._error_backoff: dict[Key, float] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------ inputs
+
+    def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """Record the newest copy of a resource; enqueue it if something that matters changed."""
+        meta = body.get("metadata", {})
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        if event_type == "DELETED":
+            self._objects.pop(key, None)
+            self._triggers.pop(key, None)
+            self._cancel_timer(key)
+            if self._on_forget is not None:
+                self._on_forget(*key)
+            return
+        self._objects[key] = body
+        trigger = _trigger(body)
+        if self._triggers.get(key) != trigger:
+            self._triggers[key] = trigger
+            self.enqueue(key)
+
+    def written(self, previous_version: str | None, body: Mapping[str, Any]) -> None:
+        """The reconciler wrote ``body`` on top of ``previous_version``: keep it unless a newer copy arrived."""
+        meta = body.get("metadata", {})
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        current = self._objects.get(key)
+        if current is not None and current.get("metadata", {}).get("resourceVersion") == previous_version:
+            self._objects[key] = body
+
+    def enqueue(self, key: Key) -> None:
+        if key not in self._objects:
+            return
+        if key in self._active:
+            # Being reconciled now: run once more right after, on the newest copy.
+            self._dirty.add(key)
+            return
+        if key not in self._queued:
+            self._queued.add(key)
+            self._queue.put_nowait(key)
+
+    def enqueue_after(self, key: Key, delay: float) -> None:
+        if delay <= 0:
+            self.enqueue(key)
+            return
+        loop = asyncio.get_running_loop()
+        existing = self._timers.get(key)
+        when = loop.time() + delay
+        if existing is not None and not existing.cancelled() and existing.when() <= when:
+            return
+        self._cancel_timer(key)
+        self._timers[key] = loop.call_at(when, self._fire, key)
+
+    def enqueue_all(self) -> None:
+        for key in list(self._objects):
+            self.enqueue(key)
+
+    def keys(self) -> list[Key]:
+        return list(self._objects)
+
+    def get(self, key: Key) -> Mapping[str, Any] | None:
+        return self._objects.get(key)
+
+    def _fire(self, key: Key) -> None:
+        self._timers.pop(key, None)
+        self.enqueue(key)
+
+    def _cancel_timer(self, key: Key) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    # ------------------------------------------------------------------ workers
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._work(), name=f"azswitch-worker-{i}") for i in range(self._workers)
+        ]
+
+    async def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _work(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            body = self._objects.get(key)
+            if body is None:
+                continue
+            self._active.add(key)
+            self._cancel_timer(key)
+            try:
+                delay = await self._reconcile(body)
+                self._error_backoff.pop(key, None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the last line of defence: one resource must never stop the others
+                backoff = min(300.0, self._error_backoff.get(key, 1.0) * 2)
+                self._error_backoff[key] = backoff
+                logger.exception("reconcile of %s/%s crashed; retrying in %.0fs", key[0], key[1], backoff)
+                if self._on_error is not None:
+                    self._on_error(key, exc)
+                delay = backoff
+            finally:
+                self._active.discard(key)
+            if key in self._dirty:
+                self._dirty.discard(key)
+                self.enqueue(key)
+            elif delay is not None:
+                self.enqueue_after(key, delay)

@@ -1,0 +1,151 @@
+"""The few Kubernetes API calls the reconciler makes, over the official client.
+
+The reconciler depends on the ``KubeAPI`` protocol, not on this module, so tests can run it against kmock or
+a real apiserver through this very implementation. The official client is synchronous; every call runs in a
+worker thread so the event loop (kopf's watches, other reconciles) never blocks on the network.
+
+Status writes are JSON merge patches that carry ``metadata.resourceVersion``: the apiserver then rejects a
+write based on a stale read with 409, which is what makes the intent journal safe (design.md §3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from azswitch.errors import AzswitchError
+
+GROUP = "azswitch.io"
+VERSION = "v1alpha1"
+PLURAL = "replicationgroups"
+KIND = "ReplicationGroup"
+COMPONENT = "azswitch"
+
+logger = logging.getLogger("azswitch.kube")
+
+
+class KubeConflict(AzswitchError):
+    """A status write was based on a stale resourceVersion; re-read and decide again."""
+
+
+class KubeGone(AzswitchError):
+    """The resource was deleted while being reconciled."""
+
+
+class KubeAPI(Protocol):
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The Secret's decoded data, or None when it does not exist."""
+        ...
+
+    async def patch_status(
+        self, namespace: str, name: str, resource_version: str | None, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Merge-patch ``status``; returns the updated object. Raises KubeConflict, KubeGone."""
+        ...
+
+    async def post_event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The RFC 7386 merge patch that turns ``old`` into ``new`` (``None`` deletes a key)."""
+    patch: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        previous = old.get(key)
+        if isinstance(value, Mapping) and isinstance(previous, Mapping):
+            nested = merge_patch(previous, value)
+            if nested:
+                patch[key] = nested
+        elif value != previous or key not in old:
+            patch[key] = value
+    return patch
+
+
+class OfficialClientKube:
+    """``KubeAPI`` over the official ``kubernetes`` client."""
+
+    def __init__(self, api_client: k8s.ApiClient) -> None:
+        self._core = k8s.CoreV1Api(api_client)
+        self._custom = k8s.CustomObjectsApi(api_client)
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        try:
+            secret = await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        data: dict[str, str] = {}
+        for key, value in (secret.data or {}).items():
+            try:
+                data[key] = base64.b64decode(value).decode("utf-8").strip()
+            except (ValueError, UnicodeDecodeError):
+                # A key we cannot decode is treated as absent; the caller names what is missing.
+                continue
+        return data
+
+    async def patch_status(
+        self, namespace: str, name: str, resource_version: str | None, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": dict(patch)}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        try:
+            result = await asyncio.to_thread(
+                self._custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                body,
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise KubeConflict(f"{namespace}/{name} changed since it was read") from None
+            if exc.status == 404:
+                raise KubeGone(f"{namespace}/{name} no longer exists") from None
+            raise
+        if not isinstance(result, dict):
+            raise TypeError(f"unexpected status patch response for {namespace}/{name}")
+        return result
+
+    async def post_event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        meta = obj.get("metadata", {})
+        namespace = meta.get("namespace") or "default"
+        now = datetime.now(UTC)
+        event = k8s.CoreV1Event(
+            metadata=k8s.V1ObjectMeta(generate_name=f"{meta.get('name', 'rg')}.", namespace=namespace),
+            involved_object=k8s.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}",
+                kind=KIND,
+                name=meta.get("name"),
+                namespace=namespace,
+                uid=meta.get("uid"),
+                resource_version=meta.get("resourceVersion"),
+            ),
+            reason=reason,
+            message=message[:1024],
+            type=type_,
+            source=k8s.V1EventSource(component=COMPONENT),
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            reporting_component=COMPONENT,
+            reporting_instance=COMPONENT,
+        )
+        try:
+            await asyncio.to_thread(self._core.create_namespaced_event, namespace, event)
+        except ApiException as exc:
+            # Events are best effort: losing one must never fail a reconcile (status is the record).
+            logger.warning(
+                "could not post event %s for %s/%s: HTTP %s", reason, namespace, meta.get("name"), exc.status
+            )

@@ -1,0 +1,471 @@
+"""The reconciler's behaviour, scenario by scenario (design.md §3), against the simulator's request log.
+
+Each test states what an SRE relies on; the decisive assertion is almost always a count of mutating calls
+in the simulator's log: exactly one switchover per move, and none when nothing may move.
+"""
+
+from __future__ import annotations
+
+import pytest
+from harness import FAILOVER, GROUP, GROUP2, REPROTECT, REVERSE, Stage, resource
+
+from azswitch.reconcile import ANNOTATION_APPROVE, ANNOTATION_RETRY
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_aligned_group_is_ready_without_mutating_calls() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az1.dc1"))
+    delay = await stage.settle()
+    status = stage.status()
+    assert stage.mutating() == 0
+    assert status["phase"] == "Ready"
+    assert status["currentPrimaryAZ"] == "az1.dc1"
+    assert status["availabilityZones"] == ["az1.dc1", "az2.dc2"]
+    assert status["observedGeneration"] == 1
+    assert status["cloud"]["replicationStatus"] == "active"
+    assert stage.condition("Ready") is not None and stage.condition("Ready")["status"] == "True"
+    assert stage.condition("Reconciling") is None and stage.condition("Stalled") is None
+    assert stage.condition("ReplicationHealthy")["status"] == "True"
+    assert stage.condition("SwitchoverAllowed")["status"] == "True"
+    assert delay is not None and delay >= 60  # next look is the drift resync
+
+
+async def test_flip_sends_exactly_one_switchover_and_records_it() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az2.dc2"))
+    await stage.step()
+    status = stage.status()
+    assert status["phase"] == "SwitchingOver"
+    assert status["operation"]["state"] == "InProgress"
+    assert stage.condition("Reconciling")["status"] == "True"
+    assert stage.condition("Ready")["status"] == "False"
+    operation_id = status["operation"]["id"]
+
+    await stage.settle()
+    status = stage.status()
+    assert stage.reverses() == 1
+    assert status["phase"] == "Ready"
+    assert status["currentPrimaryAZ"] == "az2.dc2"
+    assert "operation" not in status
+    assert status["lastOperation"]["result"] == "Succeeded"
+    assert status["lastOperation"]["id"] == operation_id
+    assert [h["id"] for h in status["history"]] == [operation_id]
+    assert stage.kube.reasons() == ["SwitchoverStarted", "SwitchoverSucceeded"]
+    assert all(operation_id in e["message"] for e in stage.kube.events)
+    assert stage.condition("Ready")["status"] == "True"
+    assert stage.condition("Reconciling") is None
+
+
+async def test_intent_is_journaled_before_the_request() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az2.dc2"))
+    seen: list[tuple[str | None, int]] = []
+    original = stage.kube.patch_status
+
+    async def spy(namespace, name, rv, patch):  # type: ignore[no-untyped-def]
+        state = (patch.get("operation") or {}).get("state")
+        seen.append((state, stage.reverses()))
+        return await original(namespace, name, rv, patch)
+
+    stage.kube.patch_status = spy  # type: ignore[method-assign]
+    await stage.step()
+    assert seen[0] == ("Requested", 0), "the journal entry must be written before any reverse call"
+    assert seen[1] == ("InProgress", 1)
+
+
+async def test_stale_copy_never_sends() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az2.dc2"))
+    stale = stage.kube.get("orders")
+    stage.kube.annotate("orders", "example.com/touched", "yes")  # resourceVersion moves on
+    delay = await stage.reconciler.reconcile(stale)
+    assert stage.reverses() == 0
+    assert delay is not None and delay < 1
+
+
+async def test_restart_mid_operation_resumes_by_observing() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az2.dc2"))
+    await stage.step()
+    stage.clock.advance(5)
+    await stage.step()
+    assert stage.reverses() == 1
+
+    stage.restart()  # a new process: nothing in memory, only status and the cloud
+    await stage.settle()
+    assert stage.reverses() == 1
+    assert stage.status()["lastOperation"]["result"] == "Succeeded"
+    assert stage.status()["currentPrimaryAZ"] == "az2.dc2"
+
+
+async def test_crash_between_journal_and_request_is_resent_once_after_grace() -> None:
+    stage = Stage(lost_request_grace=30)
+    stage.kube.create(resource(primary="az2.dc2"))
+    # What a crash leaves behind: the intent written, the request never sent.
+    body = stage.kube.get("orders")
+    await stage.kube.patch_status(
+        "payments",
+        "orders",
+        body["metadata"]["resourceVersion"],
+        {
+            "operation": {
+                "id": "op-1",
+                "action": "Switchover",
+                "from": "az1.dc1",
+                "to": "az2.dc2",
+                "state": "Requested",
+                "requestedAt": stage.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "startedAt": stage.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "attempts": 1,
+                "generation": 1,
+            }
+        },
+    )
+    stage.restart()
+    await stage.step()
+    stage.clock.advance(20)
+    await stage.step()
+    assert stage.reverses() == 0, "inside the grace period the request may still be on its way"
+
+    await stage.settle()
+    assert stage.reverses() == 1
+    status = stage.status()
+    assert status["lastOperation"]["result"] == "Succeeded"
+    assert status["lastOperation"]["attempts"] == 2
+    assert status["lastOperation"]["id"] == "op-1"
+    assert "RequestResent" in stage.kube.reasons()
+
+
+async def test_lost_response_is_observed_not_resent() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az2.dc2"))
+    # The cloud processes the switchover but the answer never arrives.
+    stage.sim.set_faults({"drop": {"count": 1, "when": "after"}, "match": {"method": "POST"}})
+    await stage.step()
+    status = stage.status()
+    assert status["operation"]["state"] == "Requested"
+    assert "outcome unknown" in status["operation"]["message"]
+    await stage.settle()
+    assert stage.reverses() == 1
+    assert stage.status()["lastOperation"]["result"] == "Succeeded"
+    assert stage.status()["lastOperation"].get("attempts") == 1
+
+
+async def test_request_dropped_before_the_cloud_is_retried_once_after_grace() -> None:
+    stage = Stage(lost_request_grace=30)
+    stage.kube.create(resource(primary="az2.dc2"))
+    stage.sim.set_faults({"drop": {"count": 1, "when": "before"}, "match": {"method": "POST"}})
+    await stage.settle()
+    processed = [r for r in stage.sim.requests() if r["action"] == REVERSE and not r["dropped"]]
+    assert len(processed) == 1
+    assert stage.status()["lastOperation"]["attempts"] == 2
+    assert stage.status()["lastOperation"]["result"] == "Succeeded"
+
+
+async def test_error_reversing_fails_the_operation_and_never_retries() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az2.dc2"))
+    stage.sim.fail_next(GROUP, "reverse", "37000212")
+    await stage.settle()
+    status = stage.status()
+    assert stage.reverses() == 1
+    assert status["phase"] == "Failed"
+    assert status["lastOperation"]["result"] == "Failed"
+    assert "37000212" in status["lastOperation"]["message"]
+    assert stage.condition("Stalled")["status"] == "True"
+    assert "SwitchoverFailed" in stage.kube.reasons()
+    for _ in range(3):
+        stage.clock.advance(120)
+        await stage.step()
+    assert stage.reverses() == 1
+
+
+async def test_timeout_ends_timed_out_and_never_sends_again_until_asked() -> None:
+    stage = Stage(timings={"switchoverSeconds": 3600})
+    stage.kube.create(resource(primary="az2.dc2", switchover={"timeout": "2m"}))
+    await stage.settle()
+    status = stage.status()
+    assert status["lastOperation"]["result"] == "TimedOut"
+    assert status["phase"] == "Failed"
+    assert stage.condition("Stalled")["reason"] == "SwitchoverTimedOut"
+    stage.clock.advance(3600)  # the cloud finishes late
+    await stage.settle()
+    assert stage.reverses() == 1
+    assert stage.condition("Stalled")["reason"] == "OperationTimedOut"
+    assert stage.status()["currentPrimaryAZ"] == "az2.dc2"
+
+
+async def test_retry_annotation_rearms_a_failed_generation() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az2.dc2"))
+    stage.sim.fail_next(GROUP, "reverse", "37000216")
+    await stage.settle()
+    assert stage.status()["lastOperation"]["result"] == "Failed"
+    stage.sim.patch_group(GROUP, status="available")  # the provider repaired the group
+    stage.kube.annotate("orders", ANNOTATION_RETRY, stage.status()["lastOperation"]["id"])
+    await stage.settle()
+    assert stage.reverses() == 2
+    assert stage.status()["lastOperation"]["result"] == "Succeeded"
+
+
+@pytest.mark.parametrize(
+    ("prepare", "reason", "needle"),
+    [
+        pytest.param(
+            lambda s: s.kube.secrets.clear(), "CredentialsNotFound", "evs-credentials", id="secret-missing"
+        ),
+        pytest.param(
+            lambda s: s.kube.secrets.update({("payments", "evs-credentials"): {"accessKey": "AK"}}),
+            "CredentialsNotFound",
+            "secretKey",
+            id="secret-key-missing",
+        ),
+        pytest.param(
+            lambda s: s.kube.secrets.update(
+                {("payments", "evs-credentials"): {"accessKey": "AK", "secretKey": "x"}}
+            ),
+            "CredentialsRejected",
+            "refused",
+            id="wrong-credentials",
+        ),
+    ],
+)
+async def test_credential_problems_stall_with_a_reason(prepare, reason, needle) -> None:  # type: ignore[no-untyped-def]
+    stage = Stage()
+    prepare(stage)
+    stage.kube.create(resource(primary="az2.dc2"))
+    await stage.settle()
+    stalled = stage.condition("Stalled")
+    assert stalled is not None and stalled["reason"] == reason
+    assert needle in stalled["message"]
+    assert stage.mutating() == 0
+    assert stage.status()["phase"] == "Blocked"
+
+
+async def test_secret_values_never_reach_status_or_events() -> None:
+    stage = Stage()
+    stage.kube.secrets[("payments", "evs-credentials")] = {
+        "accessKey": "AK-WRONG-1",
+        "secretKey": "SK-SUPERSECRET",
+    }
+    stage.kube.create(resource(primary="az2.dc2"))
+    await stage.settle()
+    text = repr(stage.kube.objects) + repr(stage.kube.events)
+    assert "SK-SUPERSECRET" not in text
+
+
+async def test_unknown_group_stalls() -> None:
+    stage = Stage()
+    stage.kube.create(resource(group="00000000-0000-0000-0000-000000000000"))
+    await stage.settle()
+    assert stage.condition("Stalled")["reason"] == "GroupNotFound"
+    assert stage.condition("Ready")["status"] == "False"
+
+
+async def test_primary_outside_the_pair_is_stalled_never_acted_on() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az9.dc9"))
+    await stage.settle()
+    assert stage.condition("Stalled")["reason"] == "InvalidPrimaryAZ"
+    assert "az1.dc1" in stage.condition("Stalled")["message"]
+    assert stage.mutating() == 0
+
+
+async def test_dry_run_publishes_the_plan_without_mutating() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az2.dc2", dryRun=True))
+    await stage.settle()
+    status = stage.status()
+    assert stage.mutating() == 0
+    assert status["plan"]["action"] == "Switchover"
+    assert status["plan"]["to"] == "az2.dc2"
+    assert [b["reason"] for b in status["plan"]["blockers"]] == ["DryRun"]
+    assert stage.condition("Ready")["status"] == "False"
+
+
+async def test_suspend_makes_no_cloud_call_at_all() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az2.dc2", suspend=True))
+    await stage.settle()
+    assert stage.sim.requests() == []
+    assert stage.status()["phase"] == "Suspended"
+    assert stage.condition("Ready")["reason"] == "Suspended"
+
+
+async def test_manual_approval_waits_for_the_current_generation() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az2.dc2", switchover={"approval": "Manual"}))
+    await stage.settle()
+    assert stage.status()["phase"] == "AwaitingApproval"
+    assert stage.reverses() == 0
+    stage.kube.annotate("orders", ANNOTATION_APPROVE, "0")  # a stale approval
+    await stage.settle()
+    assert stage.reverses() == 0
+    stage.kube.annotate("orders", ANNOTATION_APPROVE, "1")
+    await stage.settle()
+    assert stage.reverses() == 1
+    assert stage.status()["currentPrimaryAZ"] == "az2.dc2"
+
+
+async def test_faulty_primary_blocks_without_failover_permission() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az2.dc2"))
+    stage.sim.az_outage("az1.dc1", "2")
+    await stage.settle()
+    assert stage.condition("Stalled")["reason"] == "SwitchoverImpossible"
+    assert "failover.allowed" in stage.condition("Stalled")["message"]
+    assert stage.mutating() == 0
+    assert stage.condition("ReplicationHealthy")["status"] == "False"
+
+
+async def test_failover_when_allowed_then_auto_reprotect_after_recovery() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az2.dc2", failover={"allowed": True, "autoReprotect": True}))
+    stage.sim.az_outage("az1.dc1", "2")
+    await stage.settle(until=lambda status: "lastOperation" in status)
+    for _ in range(5):  # the old AZ stays down: the operator waits, and sends nothing
+        stage.clock.advance(30)
+        await stage.step()
+    assert [b["reason"] for b in stage.status()["plan"]["blockers"]] == ["WaitingForOldAZRecovery"]
+    assert stage.actions(FAILOVER) == 1
+    assert stage.actions(REVERSE) == 0
+    assert stage.status()["currentPrimaryAZ"] == "az2.dc2"
+    assert stage.status()["cloud"]["status"] == "failovered"
+    assert stage.actions(REPROTECT) == 0, "the old AZ is still down"
+
+    stage.sim.az_recover("az1.dc1")
+    await stage.settle()
+    assert stage.actions(REPROTECT) == 1
+    assert stage.actions(FAILOVER) == 1
+    status = stage.status()
+    assert status["cloud"]["status"] == "available"
+    assert status["cloud"]["replicationStatus"] == "active"
+    assert [h["action"] for h in status["history"]] == ["Reprotect", "Failover"]
+    assert stage.condition("Ready")["status"] == "True"
+
+
+async def test_cooldown_delays_the_next_switchover() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az2.dc2", switchover={"minInterval": "10m"}))
+    await stage.settle()
+    assert stage.reverses() == 1
+    stage.kube.edit_spec("orders", primaryAZ="az1.dc1")
+    await stage.step()
+    assert stage.reverses() == 1
+    assert [b["reason"] for b in stage.status()["plan"]["blockers"]] == ["CooldownActive"]
+    stage.clock.advance(500)
+    await stage.step()
+    assert stage.reverses() == 1, "still inside the 10-minute cooldown"
+    stage.clock.advance(120)
+    await stage.settle()
+    assert stage.reverses() == 2
+    assert stage.status()["currentPrimaryAZ"] == "az1.dc1"
+
+
+async def test_out_of_band_switchover_is_corrected_at_the_next_resync() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az1.dc1"))
+    await stage.settle()
+    stage.sim.set_primary(GROUP, "az2.dc2")
+    stage.clock.advance(60)
+    await stage.settle()
+    assert stage.reverses() == 1
+    assert stage.status()["currentPrimaryAZ"] == "az1.dc1"
+
+
+async def test_spec_change_during_an_operation_is_queued_then_planned() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az2.dc2"))
+    await stage.step()
+    stage.kube.edit_spec("orders", primaryAZ="az1.dc1")
+    stage.clock.advance(1)
+    await stage.step()
+    status = stage.status()
+    assert status["operation"]["to"] == "az2.dc2"
+    assert status["pendingGeneration"] == 2
+    assert stage.reverses() == 1
+    await stage.settle()
+    assert stage.reverses() == 2
+    status = stage.status()
+    assert status["currentPrimaryAZ"] == "az1.dc1"
+    assert "pendingGeneration" not in status
+    assert [h["to"] for h in status["history"]] == ["az1.dc1", "az2.dc2"]
+
+
+async def test_concurrency_cap_holds_the_second_group() -> None:
+    stage = Stage(max_concurrent_operations=1)
+    stage.kube.create(resource(name="orders", primary="az2.dc2"))
+    stage.kube.create(resource(name="payments", group=GROUP2, primary="az2.dc2"))
+    await stage.step("orders")
+    await stage.step("payments")
+    assert stage.reverses() == 1
+    assert [b["reason"] for b in stage.status("payments")["plan"]["blockers"]] == ["ConcurrencyLimit"]
+    await stage.settle("orders")
+    await stage.settle("payments")
+    assert stage.reverses() == 2
+
+
+async def test_group_id_change_is_refused() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az1.dc1"))
+    await stage.settle()
+    stage.kube.edit_spec("orders", groupID=GROUP2, primaryAZ="az2.dc2")
+    await stage.settle()
+    assert stage.condition("Stalled")["reason"] == "GroupIDChanged"
+    assert stage.mutating() == 0
+
+
+async def test_cloud_unreachable_turns_ready_unknown_not_stale_true() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az1.dc1"))
+    await stage.settle()
+    assert stage.condition("Ready")["status"] == "True"
+    stage.sim.set_faults({"errorRate": 1.0, "errorStatus": 503})
+    await stage.step()
+    ready = stage.condition("Ready")
+    assert ready["status"] == "Unknown"
+    assert ready["reason"] == "CloudUnreachable"
+    assert stage.condition("Reconciling")["status"] == "True"
+    stage.sim.clear_faults()
+    await stage.settle()
+    assert stage.condition("Ready")["status"] == "True"
+
+
+async def test_invalid_spec_stalls_naming_the_field() -> None:
+    stage = Stage()
+    body = resource()
+    body["spec"]["switchover"] = {"timeout": "soon"}
+    stage.kube.create(body)
+    await stage.settle()
+    stalled = stage.condition("Stalled")
+    assert stalled["reason"] == "InvalidSpec"
+    assert "spec.switchover.timeout" in stalled["message"]
+    assert stage.sim.requests() == []
+
+
+async def test_last_transition_time_only_moves_on_a_flip() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az1.dc1"))
+    await stage.settle()
+    first = stage.condition("Ready")
+    stage.clock.advance(120)
+    await stage.settle()
+    assert stage.condition("Ready")["lastTransitionTime"] == first["lastTransitionTime"]
+    writes = stage.kube.status_writes
+    stage.clock.advance(120)
+    await stage.step()
+    assert stage.kube.status_writes == writes, "an unchanged resync writes nothing"
+
+
+async def test_group_in_group2_unaffected_by_others() -> None:
+    stage = Stage()
+    stage.kube.create(resource(name="orders", primary="az9.dc9"))
+    stage.kube.create(resource(name="payments", group=GROUP2, primary="az2.dc2"))
+    await stage.settle("orders")
+    await stage.settle("payments")
+    assert stage.condition("Stalled", "orders")["reason"] == "InvalidPrimaryAZ"
+    assert stage.status("payments")["currentPrimaryAZ"] == "az2.dc2"
+    assert stage.status("payments")["phase"] == "Ready"
+    assert GROUP2 in {r["group"] for r in stage.sim.requests() if r["action"] == REVERSE}
