@@ -44,7 +44,9 @@ def connection_info(runtime: Runtime) -> kopf.ConnectionInfo:
     if cfg.refresh_api_key_hook is not None:
         # In-cluster: the projected token rotates; let the client re-read it before we copy it.
         cfg.refresh_api_key_hook(cfg)
-    header = (cfg.api_key or {}).get("authorization") or ""
+    # The client keeps the token under "BearerToken" (kubeconfig and in-cluster), older ones "authorization".
+    keys = cfg.api_key or {}
+    header = keys.get("BearerToken") or keys.get("authorization") or ""
     token = header.split(" ", 1)[1] if header.lower().startswith("bearer ") else (header or None)
     return kopf.ConnectionInfo(
         server=cfg.host,
