@@ -35,6 +35,12 @@ def _trigger(body: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
+def _group_of(body: Mapping[str, Any] | None) -> str | None:
+    spec = (body or {}).get("spec")
+    group = spec.get("groupID") if isinstance(spec, Mapping) else None
+    return group if isinstance(group, str) and group else None
+
+
 class Controller:
     def __init__(
         self,
@@ -49,6 +55,8 @@ class Controller:
         self._on_forget = on_forget
         self._on_error = on_error
         self._objects: dict[Key, Mapping[str, Any]] = {}
+        # spec.groupID -> the resources naming it, so that two claims on one cloud group are seen at once.
+        self._by_group: dict[str, set[Key]] = {}
         self._triggers: dict[Key, tuple[Any, ...]] = {}
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._queued: set[Key] = set()
@@ -65,12 +73,14 @@ class Controller:
         meta = body.get("metadata", {})
         key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
         if event_type == "DELETED":
+            self._index(key, None)
             self._objects.pop(key, None)
             self._triggers.pop(key, None)
             self._cancel_timer(key)
             if self._on_forget is not None:
                 self._on_forget(*key)
             return
+        self._index(key, body)
         self._objects[key] = body
         trigger = _trigger(body)
         if self._triggers.get(key) != trigger:
@@ -84,6 +94,30 @@ class Controller:
         current = self._objects.get(key)
         if current is not None and current.get("metadata", {}).get("resourceVersion") == previous_version:
             self._objects[key] = body
+
+    def claimants(self, group_id: str) -> list[Mapping[str, Any]]:
+        """Every known resource whose spec names ``group_id``."""
+        return [self._objects[key] for key in self._by_group.get(group_id, ()) if key in self._objects]
+
+    def _index(self, key: Key, body: Mapping[str, Any] | None) -> None:
+        old = _group_of(self._objects.get(key))
+        new = _group_of(body)
+        if old == new:
+            return
+        if old is not None:
+            keys = self._by_group.get(old, set())
+            keys.discard(key)
+            if not keys:
+                self._by_group.pop(old, None)
+            else:
+                # The remaining claimants may now own the group: let them look again.
+                for other in keys:
+                    self.enqueue(other)
+        if new is not None:
+            keys = self._by_group.setdefault(new, set())
+            for other in keys:
+                self.enqueue(other)
+            keys.add(key)
 
     def enqueue(self, key: Key) -> None:
         if key not in self._objects:
@@ -160,7 +194,11 @@ class Controller:
             except Exception as exc:  # the last line of defence: one resource must never stop the others
                 backoff = min(300.0, self._error_backoff.get(key, 1.0) * 2)
                 self._error_backoff[key] = backoff
-                logger.exception("reconcile of %s/%s crashed; retrying in %.0fs", key[0], key[1], backoff)
+                logger.exception(
+                    "reconcile crashed; retrying in %.0fs",
+                    backoff,
+                    extra={"rg_namespace": key[0], "rg_name": key[1]},
+                )
                 if self._on_error is not None:
                     self._on_error(key, exc)
                 delay = backoff

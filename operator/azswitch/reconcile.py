@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
@@ -44,7 +44,9 @@ from azswitch.errors import (
     TransientCloudError,
 )
 from azswitch.kube import KubeAPI, KubeConflict, KubeGone, merge_patch
+from azswitch.metrics import Metrics
 from azswitch.models import Condition, FinishedOperation, ReplicationGroupSpec, spec_errors
+from azswitch.observe import GroupCache
 from azswitch.settings import Settings, resolve_endpoint
 
 logger = logging.getLogger("azswitch.reconcile")
@@ -129,6 +131,16 @@ class OperationSlots:
             self.on_release(waiters)
 
 
+def _log_context(ctx: _Ctx) -> dict[str, str | None]:
+    """Structured fields for every log line about a resource (the JSON formatter emits them)."""
+    operation = ctx.status.get("operation") or ctx.old_status.get("operation")
+    return {
+        "rg_namespace": ctx.namespace,
+        "rg_name": ctx.name,
+        "operation_id": operation.get("id") if isinstance(operation, Mapping) else None,
+    }
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -185,6 +197,9 @@ class Reconciler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
         on_written: Callable[[str | None, Mapping[str, Any]], None] | None = None,
+        cache: GroupCache | None = None,
+        claimants: Callable[[str], Iterable[Mapping[str, Any]]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.kube = kube
@@ -192,6 +207,12 @@ class Reconciler:
         self.slots = slots
         self.clock = clock
         self.rng = rng or random.Random()
+        self.cache = cache or GroupCache()
+        # Every resource naming a cloud group (from the watch), to keep two of them from both acting.
+        self.claimants = claimants
+        self.metrics = metrics or Metrics()
+        # The last azswitch.io/reconcile-requested-at value acted on, per resource: a new one reads fresh.
+        self._requests_seen: dict[str, str] = {}
         # Tells the work queue about our own writes, so the next step does not start from a stale copy.
         self.on_written = on_written
         self._credentials: dict[tuple[str, str], tuple[datetime, Credentials | str]] = {}
@@ -205,7 +226,7 @@ class Reconciler:
             return await self._reconcile(ctx)
         except KubeConflict:
             # Someone (maybe us, a moment ago) changed the resource: decide again on the fresh copy.
-            logger.info("%s: status write conflicted; re-reading", ctx.key)
+            logger.info("status write conflicted; re-reading", extra=_log_context(ctx))
             return 0.0
         except KubeGone:
             self.slots.release(ctx.key)
@@ -214,6 +235,9 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         """The resource was deleted: free its slot (the cloud group is never touched)."""
         self.slots.release(f"{namespace}/{name}")
+        self._requests_seen.pop(f"{namespace}/{name}", None)
+        self.metrics.forget_group(namespace, name)
+        self.metrics.operations_in_flight(self.slots.in_use)
 
     def _context(self, body: Mapping[str, Any]) -> _Ctx:
         meta = body.get("metadata", {})
@@ -247,6 +271,16 @@ class Reconciler:
                 requeue=None,
             )
 
+        rival = self._rival(ctx, spec)
+        if rival is not None:
+            return await self._stall(
+                ctx,
+                "DuplicateGroup",
+                f"cloud group {spec.group_id} is also managed by ReplicationGroup {rival}, which owns it "
+                "(it was created first, or has an operation in flight); this resource does nothing. "
+                "fix: delete one of the two resources",
+            )
+
         recorded_group = ctx.old_status.get("groupID")
         if recorded_group and recorded_group != spec.group_id:
             return await self._stall(
@@ -265,8 +299,18 @@ class Reconciler:
             return await self._stall(ctx, "InvalidEndpoint", str(exc))
         cloud = self.clouds.client(endpoint, spec.cloud.project_id, credentials)
 
+        cache_key = (endpoint, spec.cloud.project_id, credentials.access_key)
+        in_flight = isinstance(ctx.old_status.get("operation"), Mapping)
         try:
-            group = await cloud.get_group(spec.group_id)
+            if self._idle(ctx):
+                # A settled resource's drift check: a shared LIST (at most two per resync interval per
+                # project) is enough to see that nothing needs doing. Before acting, the group is read
+                # again on its own.
+                group = await self.cache.group(
+                    cache_key, cloud, spec.group_id, self.settings.resync_interval / 2
+                )
+            else:
+                group = await self.cache.fetch(cache_key, cloud, spec.group_id)
             zones = ctx.old_status.get("availabilityZones")
             if recorded_group != spec.group_id or not isinstance(zones, list) or len(zones) != 2:
                 zones = await cloud.discover_availability_zones(spec.group_id)
@@ -277,11 +321,53 @@ class Reconciler:
         ctx.status["availabilityZones"] = list(zones)
         observation = self._record_observation(ctx, group, zones)
 
-        if isinstance(ctx.old_status.get("operation"), Mapping):
+        if in_flight:
             return await self._advance(ctx, spec, cloud, observation)
-        return await self._plan_and_act(ctx, spec, cloud, observation)
+        return await self._plan_and_act(ctx, spec, cloud, observation, refresh=(cache_key, zones))
 
     # ------------------------------------------------------------------ observation
+
+    def _rival(self, ctx: _Ctx, spec: ReplicationGroupSpec) -> str | None:
+        """The ``namespace/name`` of the resource that owns this cloud group instead of us, if any.
+
+        Deterministic, so that every process (and every restart) picks the same owner: a resource with an
+        operation in flight first (it must finish), then the oldest, then by name.
+        """
+        if self.claimants is None:
+            return None
+
+        def rank(body: Mapping[str, Any]) -> tuple[int, str, str]:
+            meta = body.get("metadata", {})
+            status = body.get("status")
+            busy = isinstance(status, Mapping) and isinstance(status.get("operation"), Mapping)
+            return (
+                0 if busy else 1,
+                str(meta.get("creationTimestamp") or ""),
+                f"{meta.get('namespace')}/{meta.get('name')}",
+            )
+
+        same = [
+            body
+            for body in self.claimants(spec.group_id)
+            if (body.get("spec") or {}).get("cloud", {}).get("projectID") == spec.cloud.project_id
+        ]
+        if len(same) < 2:
+            return None
+        owner = min(same, key=rank)
+        owner_key = f"{owner['metadata'].get('namespace')}/{owner['metadata'].get('name')}"
+        return None if owner_key == ctx.key else owner_key
+
+    def _idle(self, ctx: _Ctx) -> bool:
+        """Ready, in sync, and nobody asked for a fresh look: the only state where a cached view is enough."""
+        requested = ctx.annotations.get(ANNOTATION_RECONCILE)
+        if requested is not None and self._requests_seen.get(ctx.key) != requested:
+            self._requests_seen[ctx.key] = requested
+            return False
+        return (
+            ctx.old_status.get("phase") == "Ready"
+            and ctx.old_status.get("observedGeneration") == ctx.generation
+            and "operation" not in ctx.old_status
+        )
 
     async def _read_credentials(self, namespace: str, secret_name: str) -> Credentials | str:
         """Credentials from the Secret, cached briefly; a string explains what is missing."""
@@ -388,7 +474,11 @@ class Reconciler:
         spec: ReplicationGroupSpec,
         cloud: CloudAPI,
         observation: planning.Observation,
+        *,
+        refresh: tuple[Hashable, list[str]] | None = None,
     ) -> float | None:
+        """Plan and, if allowed, start. ``refresh`` (cache key, zones) means the observation came from the
+        shared listing and must be re-read with a GET before anything is sent."""
         last = ctx.old_status.get("lastOperation")
         if isinstance(last, Mapping) and self._failure_holds(ctx, last):
             reason = "OperationTimedOut" if last.get("result") == "TimedOut" else "OperationFailed"
@@ -424,6 +514,14 @@ class Reconciler:
                 _Verdict("Ready", ("True", "InSync", plan.message or f"primary is {observation.primary_az}")),
                 requeue=self._resync(),
             )
+        if plan.executable and refresh is not None:
+            key, zones = refresh
+            try:
+                group = await self.cache.fetch(key, cloud, spec.group_id)
+            except CloudError as exc:
+                return await self._observe_failed(ctx, spec, exc)
+            observation = self._record_observation(ctx, group, zones)
+            return await self._plan_and_act(ctx, spec, cloud, observation)
         if not plan.executable:
             if any(b.reason == "ConcurrencyLimit" for b in plan.blockers):
                 self.slots.wait(ctx.key)
@@ -638,11 +736,10 @@ class Reconciler:
                 "check the group in the cloud console",
             )
         logger.warning(
-            "%s: %s %s shows no effect after %.0fs; counting it lost",
-            ctx.key,
+            "%s shows no effect after %.0fs; counting the request lost",
             action,
-            operation["id"],
             waited,
+            extra=_log_context(ctx),
         )
         if observation.status != "available" or (
             action is not planning.Action.REPROTECT and observation.primary_az != operation.get("from")
@@ -733,6 +830,8 @@ class Reconciler:
             )
         await self._write(ctx, verdict)
         self.slots.release(ctx.key)
+        self.metrics.operations_in_flight(self.slots.in_use)
+        self.metrics.operation_finished(str(action), result, finished["durationSeconds"])
         await self._event(
             ctx,
             "Normal" if result == "Succeeded" else "Warning",
@@ -798,6 +897,7 @@ class Reconciler:
                 switchover_allowed=allowed,
             )
         ]
+        self._report(ctx, verdict, replication)
         patch = merge_patch(ctx.old_status, ctx.status)
         if not patch:
             return
@@ -809,8 +909,16 @@ class Reconciler:
         ctx.old_status = dict(updated.get("status") or ctx.status)
         ctx.status = dict(ctx.old_status)
 
+    def _report(self, ctx: _Ctx, verdict: _Verdict, replication: statuses.StatusTriple) -> None:
+        blocked = verdict.stalled[0] if verdict.stalled else None
+        if blocked is None and ctx.plan is not None and ctx.plan.blockers and "operation" not in ctx.status:
+            blocked = ctx.plan.blockers[0].reason
+        healthy = {"True": True, "False": False}.get(replication[0])
+        self.metrics.set_group_state(ctx.namespace, ctx.name, verdict.phase, blocked, healthy)
+        self.metrics.operations_in_flight(self.slots.in_use)
+
     async def _event(self, ctx: _Ctx, type_: str, reason: str, message: str) -> None:
-        logger.info("%s: %s %s", ctx.key, reason, message)
+        logger.info("%s: %s", reason, message, extra=_log_context(ctx))
         await self.kube.post_event(ctx.body, type_, reason, message)
 
     def _resync(self) -> float:

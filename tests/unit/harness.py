@@ -17,6 +17,7 @@ from typing import Any
 
 from azswitch.cloud import CloudConnections, RetryPolicy
 from azswitch.kube import KubeConflict, KubeGone
+from azswitch.observe import GroupCache
 from azswitch.reconcile import Credentials, OperationSlots, Reconciler
 from azswitch.settings import Settings, load_settings
 from azswitch.simulator import ManualClock, Simulator
@@ -119,6 +120,7 @@ class FakeKube:
         obj = copy.deepcopy(obj)
         meta = obj["metadata"]
         meta.setdefault("uid", f"uid-{meta['name']}")
+        meta.setdefault("creationTimestamp", f"2026-01-01T00:00:{len(self.objects):02d}Z")
         meta["resourceVersion"] = str(next(self._rv))
         self.objects[(meta["namespace"], meta["name"])] = obj
         return copy.deepcopy(obj)
@@ -188,7 +190,19 @@ class Stage:
             burst=1000,
         )
         self.slots = OperationSlots(self.settings.max_concurrent_operations)
-        self.reconciler = Reconciler(self.settings, self.kube, self, self.slots, clock=self.now)
+        self.cache = GroupCache(clock=self.clock)
+        self.reconciler = Reconciler(
+            self.settings,
+            self.kube,
+            self,
+            self.slots,
+            clock=self.now,
+            cache=self.cache,
+            claimants=self.claimants,
+        )
+
+    def claimants(self, group_id: str) -> list[dict[str, Any]]:
+        return [o for o in self.kube.objects.values() if o["spec"].get("groupID") == group_id]
 
     def client(self, endpoint: str, project_id: str, credentials: Credentials) -> Any:
         return self.connections.client(endpoint, project_id, credentials)

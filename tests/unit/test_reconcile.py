@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from harness import FAILOVER, GROUP, GROUP2, REPROTECT, REVERSE, Stage, resource
 
-from azswitch.reconcile import ANNOTATION_APPROVE, ANNOTATION_RETRY
+from azswitch.reconcile import ANNOTATION_APPROVE, ANNOTATION_RECONCILE, ANNOTATION_RETRY
 
 pytestmark = pytest.mark.asyncio
 
@@ -423,6 +423,7 @@ async def test_cloud_unreachable_turns_ready_unknown_not_stale_true() -> None:
     await stage.settle()
     assert stage.condition("Ready")["status"] == "True"
     stage.sim.set_faults({"errorRate": 1.0, "errorStatus": 503})
+    stage.clock.advance(60)  # the next drift check
     await stage.step()
     ready = stage.condition("Ready")
     assert ready["status"] == "Unknown"
@@ -469,3 +470,66 @@ async def test_group_in_group2_unaffected_by_others() -> None:
     assert stage.status("payments")["currentPrimaryAZ"] == "az2.dc2"
     assert stage.status("payments")["phase"] == "Ready"
     assert GROUP2 in {r["group"] for r in stage.sim.requests() if r["action"] == REVERSE}
+
+
+LIST = "/v2/{project_id}/os-vendor-replication-consistency-groups"
+SHOW = "/v2/{project_id}/os-vendor-replication-consistency-groups/{id}"
+
+
+async def test_idle_groups_share_one_list_and_make_no_get() -> None:
+    stage = Stage()
+    stage.kube.create(resource(name="orders", primary="az1.dc1"))
+    stage.kube.create(resource(name="payments", group=GROUP2, primary="az1.dc1"))
+    await stage.settle("orders")
+    await stage.settle("payments")
+    for _ in range(3):  # three drift checks of both
+        stage.sim.clear_requests()
+        stage.clock.advance(60)
+        await stage.step("orders")
+        await stage.step("payments")
+        assert stage.sim.count("GET", LIST) == 1
+        assert stage.sim.count("GET", SHOW) == 0
+
+
+async def test_reconcile_request_annotation_reads_the_group_afresh() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az1.dc1"))
+    await stage.settle()
+    stage.sim.set_primary(GROUP, "az2.dc2")
+    stage.kube.annotate("orders", ANNOTATION_RECONCILE, "2026-01-01T00:00:00Z")
+    await stage.settle()
+    assert stage.reverses() == 1
+    assert stage.status()["currentPrimaryAZ"] == "az1.dc1"
+
+
+async def test_groups_in_flight_are_polled_with_their_own_get() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az2.dc2"))
+    await stage.step()
+    stage.sim.clear_requests()
+    stage.clock.advance(1)
+    await stage.step()
+    assert stage.sim.count("GET", SHOW) == 1
+    assert stage.sim.count("GET", LIST) == 0
+
+
+async def test_two_resources_naming_one_group_never_both_act() -> None:
+    stage = Stage()
+    stage.kube.create(resource(name="orders", primary="az2.dc2"))
+    stage.kube.create(resource(name="orders-copy", primary="az1.dc1"))
+    for _ in range(5):
+        await stage.step("orders-copy")
+        await stage.step("orders")
+        stage.clock.advance(5)
+    await stage.settle("orders")
+    await stage.settle("orders-copy")
+    assert stage.reverses() == 1
+    assert stage.status("orders")["currentPrimaryAZ"] == "az2.dc2"
+    stalled = stage.condition("Stalled", "orders-copy")
+    assert stalled["reason"] == "DuplicateGroup"
+    assert "payments/orders" in stalled["message"]
+    # Deleting the owner hands the group to the other resource, which then acts on its own spec.
+    del stage.kube.objects[("payments", "orders")]
+    await stage.settle("orders-copy")
+    assert stage.reverses() == 2
+    assert stage.status("orders-copy")["currentPrimaryAZ"] == "az1.dc1"

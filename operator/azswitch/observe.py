@@ -1,0 +1,91 @@
+"""Shared observation: one LIST per (endpoint, project, credentials) serves every idle group of that project.
+
+With 1,000 ReplicationGroups and a drift check every minute, a GET per group would be 1,000 requests a minute
+against an API that throttles; the groups of one project all come back from one LIST (1,000 per page). So an
+idle resource asks this cache, which LISTs at most once per ``max_age`` per key and shares the answer (and
+an in-flight LIST) among all callers. Groups with an operation in flight, and any group about to be acted
+on, are read with their own GET: a decision to send a switchover is never taken on a cached view.
+
+A fresher GET result is written back (``remember``), so a group that just switched is not seen at its old
+primary by the next idle check, which would otherwise plan a switchover back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+
+from azswitch.cloud.api import CloudAPI, ConsistencyGroup
+
+
+@dataclass
+class _Listing:
+    fetched_at: float
+    groups: dict[str, tuple[float, ConsistencyGroup]] = field(default_factory=dict)
+
+
+class GroupCache:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._listings: dict[Hashable, _Listing] = {}
+        self._inflight: dict[Hashable, asyncio.Future[_Listing]] = {}
+        self.lists = 0  # LIST calls made; read by tests and benchmarks
+
+    async def group(self, key: Hashable, cloud: CloudAPI, group_id: str, max_age: float) -> ConsistencyGroup:
+        """The group as seen at most ``max_age`` seconds ago, from a shared LIST when possible."""
+        listing = self._listings.get(key)
+        if listing is None or self._clock() - listing.fetched_at >= max_age:
+            listing = await self._refresh(key, cloud)
+        entry = listing.groups.get(group_id)
+        if entry is None:
+            # Not in the listing (created since, or the cloud's list lags): ask for it directly.
+            return await self.fetch(key, cloud, group_id)
+        return entry[1]
+
+    async def fetch(self, key: Hashable, cloud: CloudAPI, group_id: str) -> ConsistencyGroup:
+        """A fresh GET, remembered for the group's next idle check."""
+        group = await cloud.get_group(group_id)
+        self.remember(key, group)
+        return group
+
+    def remember(self, key: Hashable, group: ConsistencyGroup, at: float | None = None) -> None:
+        listing = self._listings.get(key)
+        if listing is None:
+            return
+        moment = self._clock() if at is None else at
+        previous = listing.groups.get(group.id)
+        if previous is None or previous[0] <= moment:
+            listing.groups[group.id] = (moment, group)
+
+    async def _refresh(self, key: Hashable, cloud: CloudAPI) -> _Listing:
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[_Listing] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            started = self._clock()
+            groups = await cloud.list_groups()
+            self.lists += 1
+            listing = _Listing(started, {g.id: (started, g) for g in groups})
+            old = self._listings.get(key)
+            if old is not None:
+                # A GET that finished after this LIST started knows better.
+                for group_id, (moment, group) in old.groups.items():
+                    if moment > started and group_id in listing.groups:
+                        listing.groups[group_id] = (moment, group)
+            self._listings[key] = listing
+            future.set_result(listing)
+            return listing
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            # Mark it retrieved: waiters re-raise it themselves, and there may be none.
+            future.exception()
+            raise
+        finally:
+            del self._inflight[key]
