@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 
 from azswitch.settings import LogFormat
 
-#: ``extra=`` keys that are copied into structured output when present.
-CONTEXT_FIELDS = ("namespace", "name", "operation")
+#: ``extra=`` keys copied into structured output when present, and the names they are shown under.
+#: (``name`` itself is reserved by ``logging.LogRecord``, hence the prefixes.)
+CONTEXT_FIELDS = {"rg_namespace": "namespace", "rg_name": "name", "operation_id": "operation"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -25,8 +26,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for field in CONTEXT_FIELDS:
-            value = getattr(record, field, None)
+        for attribute, field in CONTEXT_FIELDS.items():
+            value = getattr(record, attribute, None)
             if value is not None:
                 entry[field] = value
         if record.exc_info:
@@ -41,7 +42,9 @@ class PlainFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         context = " ".join(
-            f"{field}={getattr(record, field)}" for field in CONTEXT_FIELDS if getattr(record, field, None)
+            f"{field}={getattr(record, attribute)}"
+            for attribute, field in CONTEXT_FIELDS.items()
+            if getattr(record, attribute, None)
         )
         return f"{line} [{context}]" if context else line
 

@@ -17,6 +17,7 @@ from azswitch.cloud import CloudAPI, CloudConnections, RetryPolicy, Timeouts
 from azswitch.controller import Controller
 from azswitch.errors import ConfigError
 from azswitch.kube import KubeAPI, OfficialClientKube
+from azswitch.metrics import Metrics, MetricsServer
 from azswitch.reconcile import Credentials, OperationSlots, Reconciler
 from azswitch.settings import Settings
 
@@ -55,6 +56,8 @@ class Runtime:
         self.settings = settings
         self.api_client = api_client
         self.kube = kube or OfficialClientKube(api_client)
+        self.metrics = Metrics()
+        self._metrics_server: MetricsServer | None = None
         self.connections = CloudConnections(
             timeouts=Timeouts(
                 connect=settings.connect_timeout,
@@ -67,15 +70,18 @@ class Runtime:
             burst=settings.rate_burst,
             ca_bundle=settings.ca_bundle,
             transport=cloud_transport,
+            on_request=self.metrics.cloud_request,
         )
         self.slots = OperationSlots(settings.max_concurrent_operations, on_release=self._wake)
-        self.reconciler = Reconciler(settings, self.kube, self, self.slots)
+        self.reconciler = Reconciler(settings, self.kube, self, self.slots, metrics=self.metrics)
         self.controller = Controller(
             self.reconciler.reconcile,
             workers=settings.workers,
             on_forget=self.reconciler.forget,
+            on_error=lambda key, exc: self.metrics.reconcile_error(),
         )
         self.reconciler.on_written = self.controller.written
+        self.reconciler.claimants = self.controller.claimants
 
     def client(self, endpoint: str, project_id: str, credentials: Credentials) -> CloudAPI:
         return self.connections.client(endpoint, project_id, credentials)
@@ -86,6 +92,7 @@ class Runtime:
             self.controller.enqueue((namespace, name))
 
     async def start(self) -> None:
+        self._metrics_server = self.metrics.start_server(self.settings.metrics_port)
         self.controller.start()
         logger.info(
             "azswitch started: %d workers, at most %d operations at once",
@@ -96,3 +103,5 @@ class Runtime:
     async def stop(self) -> None:
         await self.controller.stop()
         await self.connections.aclose()
+        if self._metrics_server is not None:
+            self._metrics_server.close()

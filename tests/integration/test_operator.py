@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 from kube import KubeAPI, kube_api, run_operator, wait_for
+from prometheus_client.parser import text_string_to_metric_families
 
 from azswitch.handlers import build_registry
 from azswitch.runtime import Runtime
@@ -192,3 +195,30 @@ async def test_deleting_the_resource_never_touches_the_cloud(world: World) -> No
     assert world.mutating() == 0
     versions = [v for v in world.kube.versions(NS, "orders") if v is not None]
     assert versions and not any(v["metadata"].get("finalizers") for v in versions)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_metrics_endpoint_after_a_switchover(world: World) -> None:
+    world.settings = world.settings.model_copy(update={"metrics_port": _free_port()})
+    world.kube.create(rg(primary="az2.dc2"))
+    async with world.operator():
+        await wait_for(lambda: world.condition("Ready").get("status") == "True", 10)
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://127.0.0.1:{world.settings.metrics_port}/metrics")).text
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert samples[("azswitch_operations_total", (("action", "Switchover"), ("result", "Succeeded")))] == 1
+    assert samples[("azswitch_groups", (("phase", "Ready"),))] == 1
+    assert samples[("azswitch_groups", (("phase", "SwitchingOver"),))] == 0
+    assert samples[("azswitch_replication_healthy", (("name", "orders"), ("namespace", NS)))] == 1
+    assert samples[("azswitch_cloud_requests_total", (("code", "200"), ("operation", "switchover")))] == 1
+    assert samples[("azswitch_operations_in_flight", ())] == 0
+    assert samples[("azswitch_operation_duration_seconds_count", (("action", "Switchover"),))] == 1
