@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -106,14 +107,25 @@ def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
     return target
 
 
+class Crash(BaseException):
+    """The operator process died here (a BaseException so that no ``except Exception`` swallows it)."""
+
+
 @dataclass
 class FakeKube:
-    """The ``KubeAPI`` the reconciler needs, with optimistic concurrency like the apiserver's."""
+    """The ``KubeAPI`` the reconciler needs, with optimistic concurrency like the apiserver's.
+
+    ``crash_rate`` makes a status write kill the "process" at random — before the write reaches the
+    server or after it did — which is where a crash can hurt the intent journal.
+    """
 
     objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     events: list[dict[str, str]] = field(default_factory=list)
     status_writes: int = 0
+    crash_rate: float = 0.0
+    crashes: int = 0
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
     _rv: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -151,9 +163,16 @@ class FakeKube:
             raise KubeGone(name)
         if resource_version is not None and resource_version != obj["metadata"]["resourceVersion"]:
             raise KubeConflict(name)
+        crash = self.crash_rate and self.rng.random() < self.crash_rate
+        if crash and self.rng.random() < 0.5:
+            self.crashes += 1
+            raise Crash("before the status write")
         _merge(obj.setdefault("status", {}), patch)
         obj["metadata"]["resourceVersion"] = str(next(self._rv))
         self.status_writes += 1
+        if crash:
+            self.crashes += 1
+            raise Crash("after the status write")
         return copy.deepcopy(obj)
 
     async def post_event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
@@ -168,9 +187,17 @@ class FakeKube:
 class Stage:
     """Simulator + fake Kubernetes + reconciler on one manual clock."""
 
-    def __init__(self, *, timings: Mapping[str, float] | None = None, **settings: Any) -> None:
+    def __init__(
+        self,
+        *,
+        timings: Mapping[str, float] | None = None,
+        groups: list[dict[str, Any]] | None = None,
+        **settings: Any,
+    ) -> None:
         self.clock = ManualClock()
-        self.sim = Simulator(seed(timings), clock=self.clock, wall_clock=time.time, sleep=self.clock.sleep)
+        self.sim = Simulator(
+            seed(timings, groups), clock=self.clock, wall_clock=time.time, sleep=self.clock.sleep
+        )
         self.kube = FakeKube()
         self.kube.secrets[("payments", "evs-credentials")] = {"accessKey": AK, "secretKey": SK}
         defaults: dict[str, Any] = {"lost_request_grace": 30, "resync_interval": 60, "credentials_ttl": 0}
