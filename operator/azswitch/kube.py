@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
@@ -37,6 +38,23 @@ class KubeConflict(AzswitchError):
 
 class KubeGone(AzswitchError):
     """The resource was deleted while being reconciled."""
+
+
+class KubeUnavailable(AzswitchError):
+    """The Kubernetes API did not answer (restarting apiserver, network) or answered 5xx/429: retry later."""
+
+
+def _transient(exc: Exception) -> bool:
+    if isinstance(exc, ApiException):
+        return not exc.status or exc.status == 429 or exc.status >= 500
+    # urllib3's connection errors and timeouts: the apiserver is restarting or unreachable.
+    return isinstance(exc, (urllib3.exceptions.HTTPError, OSError))
+
+
+def _unavailable(exc: Exception, what: str) -> KubeUnavailable:
+    status = getattr(exc, "status", None)
+    detail = f"HTTP {status}" if status else type(exc).__name__
+    return KubeUnavailable(f"Kubernetes API unavailable while {what} ({detail})")
 
 
 class KubeAPI(Protocol):
@@ -79,9 +97,11 @@ class OfficialClientKube:
     async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
         try:
             secret = await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
+        except Exception as exc:
+            if isinstance(exc, ApiException) and exc.status == 404:
                 return None
+            if _transient(exc):
+                raise _unavailable(exc, f"reading Secret {namespace}/{name}") from None
             raise
         data: dict[str, str] = {}
         for key, value in (secret.data or {}).items():
@@ -108,11 +128,14 @@ class OfficialClientKube:
                 name,
                 body,
             )
-        except ApiException as exc:
-            if exc.status == 409:
+        except Exception as exc:
+            status = exc.status if isinstance(exc, ApiException) else None
+            if status == 409:
                 raise KubeConflict(f"{namespace}/{name} changed since it was read") from None
-            if exc.status == 404:
+            if status == 404:
                 raise KubeGone(f"{namespace}/{name} no longer exists") from None
+            if _transient(exc):
+                raise _unavailable(exc, f"writing the status of {namespace}/{name}") from None
             raise
         if not isinstance(result, dict):
             raise TypeError(f"unexpected status patch response for {namespace}/{name}")
@@ -144,8 +167,11 @@ class OfficialClientKube:
         )
         try:
             await asyncio.to_thread(self._core.create_namespaced_event, namespace, event)
-        except ApiException as exc:
+        except Exception as exc:
             # Events are best effort: losing one must never fail a reconcile (status is the record).
             logger.warning(
-                "could not post event %s for %s/%s: HTTP %s", reason, namespace, meta.get("name"), exc.status
+                "could not post event %s: %s",
+                reason,
+                getattr(exc, "status", None) or type(exc).__name__,
+                extra={"rg_namespace": namespace, "rg_name": meta.get("name")},
             )

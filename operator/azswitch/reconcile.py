@@ -43,7 +43,7 @@ from azswitch.errors import (
     PermanentCloudError,
     TransientCloudError,
 )
-from azswitch.kube import KubeAPI, KubeConflict, KubeGone, merge_patch
+from azswitch.kube import KubeAPI, KubeConflict, KubeGone, KubeUnavailable, merge_patch
 from azswitch.metrics import Metrics
 from azswitch.models import Condition, FinishedOperation, ReplicationGroupSpec, spec_errors
 from azswitch.observe import GroupCache
@@ -227,10 +227,22 @@ class Reconciler:
         except KubeConflict:
             # Someone (maybe us, a moment ago) changed the resource: decide again on the fresh copy.
             logger.info("status write conflicted; re-reading", extra=_log_context(ctx))
+            self._release_unless_journaled(ctx)
             return 0.0
         except KubeGone:
             self.slots.release(ctx.key)
             return None
+        except KubeUnavailable as exc:
+            # Nothing was decided on a write that did not land: the journal makes the next attempt safe.
+            self._release_unless_journaled(ctx)
+            delay = 1.0 + 4.0 * self.rng.random()
+            logger.warning("%s; retrying in %.1fs", exc, delay, extra=_log_context(ctx))
+            return delay
+
+    def _release_unless_journaled(self, ctx: _Ctx) -> None:
+        """A slot taken for an operation whose journal entry never landed is free again."""
+        if not isinstance(ctx.old_status.get("operation"), Mapping):
+            self.slots.release(ctx.key)
 
     def forget(self, namespace: str, name: str) -> None:
         """The resource was deleted: free its slot (the cloud group is never touched)."""

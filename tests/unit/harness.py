@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azswitch.cloud import CloudConnections, RetryPolicy
-from azswitch.kube import KubeConflict, KubeGone
+from azswitch.kube import KubeConflict, KubeGone, KubeUnavailable
 from azswitch.observe import GroupCache
 from azswitch.reconcile import Credentials, OperationSlots, Reconciler
 from azswitch.settings import Settings, load_settings
@@ -124,6 +124,8 @@ class FakeKube:
     events: list[dict[str, str]] = field(default_factory=list)
     status_writes: int = 0
     crash_rate: float = 0.0
+    #: Status writes for which this returns True fail as if the apiserver were restarting.
+    unavailable_when: Callable[[Mapping[str, Any]], bool] | None = None
     crashes: int = 0
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     _rv: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -161,6 +163,8 @@ class FakeKube:
         obj = self.objects.get((namespace, name))
         if obj is None:
             raise KubeGone(name)
+        if self.unavailable_when is not None and self.unavailable_when(patch):
+            raise KubeUnavailable(f"writing the status of {namespace}/{name} (connection refused)")
         if resource_version is not None and resource_version != obj["metadata"]["resourceVersion"]:
             raise KubeConflict(name)
         crash = self.crash_rate and self.rng.random() < self.crash_rate

@@ -6,6 +6,10 @@ in the simulator's log: exactly one switchover per move, and none when nothing m
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
 import pytest
 from harness import FAILOVER, GROUP, GROUP2, REPROTECT, REVERSE, Stage, resource
 
@@ -533,3 +537,29 @@ async def test_two_resources_naming_one_group_never_both_act() -> None:
     await stage.settle("orders-copy")
     assert stage.reverses() == 2
     assert stage.status("orders-copy")["currentPrimaryAZ"] == "az1.dc1"
+
+
+async def test_apiserver_unavailable_delays_but_never_duplicates(caplog: pytest.LogCaptureFixture) -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az2.dc2"))
+
+    def state_is(state: str) -> Callable[[Mapping[str, Any]], bool]:
+        return lambda patch: (patch.get("operation") or {}).get("state") == state
+
+    stage.kube.unavailable_when = state_is("Requested")  # the intent cannot be journaled: nothing is sent
+    delay = await stage.step()
+    assert stage.reverses() == 0
+    assert stage.slots.in_use == 0, "a slot taken for an unjournaled operation is given back"
+    assert delay is not None and delay <= 5
+
+    stage.kube.unavailable_when = state_is("InProgress")  # journaled and sent; "accepted" does not land
+    stage.clock.advance(delay)
+    await stage.step()
+    assert stage.reverses() == 1
+    assert stage.status()["operation"]["state"] == "Requested"
+
+    stage.kube.unavailable_when = None
+    await stage.settle()
+    assert stage.reverses() == 1
+    assert stage.status()["lastOperation"]["result"] == "Succeeded"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
