@@ -60,7 +60,7 @@ ANNOTATION_RECONCILE = "azswitch.io/reconcile-requested-at"
 _ACTION_STATUS = {
     planning.Action.SWITCHOVER: "reversing",
     planning.Action.FAILOVER: "failovering",
-    planning.Action.REPROTECT: "available",
+    planning.Action.REPROTECT: "failovered",
 }
 _ACTION_PHASE = {
     planning.Action.SWITCHOVER: "SwitchingOver",
@@ -753,9 +753,7 @@ class Reconciler:
             waited,
             extra=_log_context(ctx),
         )
-        if observation.status != "available" or (
-            action is not planning.Action.REPROTECT and observation.primary_az != operation.get("from")
-        ):
+        if not self._untouched(action, operation.get("from"), observation):
             # The group is not where the original request found it: re-sending blind would be unsafe.
             return await self._end(ctx, "Failed", "request lost and the group changed meanwhile; re-planning")
         plan = planning.Plan(
@@ -786,11 +784,20 @@ class Reconciler:
     @staticmethod
     def _visible(action: planning.Action, target: str | None, observation: planning.Observation) -> bool:
         """Whether the cloud shows this operation running (or its effect), as opposed to nothing at all."""
-        if observation.status == _ACTION_STATUS.get(action) and action is not planning.Action.REPROTECT:
-            return True
         if action is planning.Action.REPROTECT:
-            return observation.status != "failovered"
-        return observation.primary_az == target
+            # A reprotect may leave the status at failovered for a long time while replication resyncs.
+            return observation.status != "failovered" or observation.replication_status not in (
+                None,
+                "active-stopped",
+            )
+        return observation.status == _ACTION_STATUS[action] or observation.primary_az == target
+
+    @staticmethod
+    def _untouched(action: planning.Action, source: str | None, observation: planning.Observation) -> bool:
+        """Whether the group is exactly where a lost request found it, so that sending it again is safe."""
+        if action is planning.Action.REPROTECT:
+            return observation.status == "failovered" and observation.replication_status == "active-stopped"
+        return observation.status == "available" and observation.primary_az == source
 
     def _poll_delay(self, elapsed: timedelta) -> float:
         # Back off from poll_interval to poll_max_interval over the first minute of an operation.

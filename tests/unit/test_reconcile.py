@@ -563,3 +563,16 @@ async def test_apiserver_unavailable_delays_but_never_duplicates(caplog: pytest.
     assert stage.reverses() == 1
     assert stage.status()["lastOperation"]["result"] == "Succeeded"
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_slow_reprotect_is_observed_not_resent() -> None:
+    # Reprotect keeps the group "failovered" while replication resyncs, far longer than the grace period.
+    stage = Stage(timings={"reprotectSeconds": 600}, lost_request_grace=30)
+    stage.kube.create(resource(primary="az2.dc2", failover={"allowed": True, "autoReprotect": True}))
+    stage.sim.az_outage("az1.dc1", "2")
+    await stage.settle(until=lambda status: "lastOperation" in status)
+    stage.sim.az_recover("az1.dc1")
+    await stage.settle(max_steps=2000)
+    assert stage.actions(REPROTECT) == 1
+    assert stage.status()["lastOperation"]["action"] == "Reprotect"
+    assert stage.status()["lastOperation"]["result"] == "Succeeded"
