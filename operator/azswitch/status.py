@@ -29,6 +29,7 @@ from azswitch.plan import (
     FAULT_NONE,
     REPLICATION_ACTIVE,
     STATUS_AVAILABLE,
+    STATUS_FAILOVERED,
     Action,
     BlockKind,
     Observation,
@@ -131,6 +132,13 @@ def replication_health(observation: Observation | None) -> StatusTriple:
             "False",
             "ReplicationLinkDown",
             "fault level 5: the replication link is disconnected; contact the cloud provider",
+        )
+    if observation.fault_level != FAULT_NONE and observation.status == STATUS_FAILOVERED:
+        return (
+            "False",
+            "OldPrimaryAZFaulty",
+            f"fault level {observation.fault_level} after a failover to {observation.primary_az}: the old "
+            "primary AZ has not recovered, so the group cannot be reprotected yet",
         )
     if observation.fault_level != FAULT_NONE:
         return (

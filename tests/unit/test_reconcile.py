@@ -333,6 +333,7 @@ async def test_failover_when_allowed_then_auto_reprotect_after_recovery() -> Non
         stage.clock.advance(30)
         await stage.step()
     assert [b["reason"] for b in stage.status()["plan"]["blockers"]] == ["WaitingForOldAZRecovery"]
+    assert stage.condition("ReplicationHealthy")["reason"] == "OldPrimaryAZFaulty"
     assert stage.actions(FAILOVER) == 1
     assert stage.actions(REVERSE) == 0
     assert stage.status()["currentPrimaryAZ"] == "az2.dc2"
