@@ -1070,3 +1070,18 @@ def test_pool_is_the_reconcilers_cloud_factory() -> None:
     expected = inspect.signature(CloudFactory.client)
     actual = inspect.signature(CloudConnections.client)
     assert [p.name for p in actual.parameters.values()] == [p.name for p in expected.parameters.values()]
+
+
+@pytest.mark.parametrize(
+    ("wire", "field", "expected"),
+    [
+        pytest.param({"id": 7, "status": "available"}, "id", "7", id="numeric-id"),
+        pytest.param({"id": "g", "status": None}, "status", "unknown", id="null-status"),
+        pytest.param({"id": "g", "fault_level": 2}, "fault_level", "2", id="numeric-fault-level"),
+        pytest.param({"id": "g", "fault_level": None}, "fault_level", "0", id="null-fault-level"),
+    ],
+)
+def test_group_model_survives_type_quirks(wire: dict[str, object], field: str, expected: str) -> None:
+    from azswitch.cloud.api import ConsistencyGroup
+
+    assert getattr(ConsistencyGroup.model_validate(wire), field) == expected

@@ -10,10 +10,11 @@ may break observation.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 #: Group statuses during which the cloud is busy with the group and a new action must wait.
 TRANSITIONAL_STATUSES = frozenset({"creating", "updating", "deleting", "reversing", "failovering"})
@@ -38,6 +39,19 @@ def _lenient_datetime(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _text_or(default: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        return default if value in (None, "") else str(value)
+
+    return convert
+
+
+#: A documented string that real responses may send as a number or null ("0" means no fault).
+FaultLevel = Annotated[str, BeforeValidator(_text_or("0"))]
+#: IDs are strings on the wire; a number must not fail observation.
+WireID = Annotated[str, BeforeValidator(_text_or(""))]
+
+
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
 
@@ -45,10 +59,10 @@ class _Wire(BaseModel):
 class ConsistencyGroup(_Wire):
     """A replication consistency group as shown by ``GET …/os-vendor-replication-consistency-groups/{id}``."""
 
-    id: str
+    id: WireID
     name: str | None = None
     description: str | None = None
-    status: str = "unknown"
+    status: Annotated[str, BeforeValidator(_text_or("unknown"))] = "unknown"
     priority_station: str | None = Field(
         default=None, validation_alias=AliasChoices("priority_station", "priority_staion")
     )
@@ -58,17 +72,12 @@ class ConsistencyGroup(_Wire):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     failure_detail: str | None = None
-    fault_level: str = "0"
+    fault_level: FaultLevel = "0"
 
     @field_validator("created_at", "updated_at", mode="before")
     @classmethod
     def _dates(cls, value: Any) -> datetime | None:
         return _lenient_datetime(value)
-
-    @field_validator("fault_level", mode="before")
-    @classmethod
-    def _fault_level(cls, value: Any) -> str:
-        return "0" if value in (None, "") else str(value)
 
     @field_validator("failure_detail", mode="before")
     @classmethod
@@ -84,14 +93,14 @@ class ConsistencyGroup(_Wire):
 class ReplicationPair(_Wire):
     """An EVS replication pair (``os-vendor-replications``): two disks in two AZs."""
 
-    id: str
+    id: WireID
     name: str | None = None
     status: str | None = None
     replication_consistency_group_id: str | None = None
     volume_ids: list[str] = Field(default_factory=list)
     priority_station: str | None = None
     replication_status: str | None = None
-    fault_level: str = "0"
+    fault_level: FaultLevel = "0"
     failure_detail: str | None = None
     record_metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -100,11 +109,6 @@ class ReplicationPair(_Wire):
     def _volume_ids(cls, value: Any) -> list[str]:
         # Documented as a comma-separated string, not an array; accept both.
         return _id_list(value)
-
-    @field_validator("fault_level", mode="before")
-    @classmethod
-    def _fault_level(cls, value: Any) -> str:
-        return "0" if value in (None, "") else str(value)
 
     @field_validator("record_metadata", mode="before")
     @classmethod
@@ -120,7 +124,7 @@ class ReplicationPair(_Wire):
 
 
 class Volume(_Wire):
-    id: str
+    id: WireID
     availability_zone: str | None = None
     status: str | None = None
 
