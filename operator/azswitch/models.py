@@ -13,6 +13,7 @@ frozen: the reconciler derives new status from old and must never mutate what it
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -319,7 +320,8 @@ def _known_fields(parent: tuple[str, ...]) -> list[str]:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    # An endpoint may carry user info (a password): it must not reach conditions or events.
+    text: str = re.sub(r"//[^/@\s]*@", "//***@", repr(value))
     return text if len(text) <= 80 else text[:77] + "..."
 
 

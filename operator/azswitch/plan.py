@@ -153,7 +153,8 @@ class PlanInput:
     namespace: str | None = None
 
 
-_APPROVAL_VALUE = re.compile(r"\s*[0-9]+\s*")
+# Bounded: a generation fits in int64, and int() refuses more than 4,300 digits.
+_APPROVAL_VALUE = re.compile(r"\s*[0-9]{1,18}\s*")
 
 
 def parse_approval(value: str | None) -> int | None:

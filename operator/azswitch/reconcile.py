@@ -45,9 +45,9 @@ from azswitch.errors import (
 )
 from azswitch.kube import KubeAPI, KubeConflict, KubeGone, KubeUnavailable, merge_patch
 from azswitch.metrics import Metrics
-from azswitch.models import Condition, FinishedOperation, ReplicationGroupSpec, spec_errors
+from azswitch.models import Condition, FinishedOperation, OperationStatus, ReplicationGroupSpec, spec_errors
 from azswitch.observe import GroupCache
-from azswitch.settings import Settings, resolve_endpoint
+from azswitch.settings import Settings, mask_userinfo, resolve_endpoint
 
 logger = logging.getLogger("azswitch.reconcile")
 _M = TypeVar("_M", bound=BaseModel)
@@ -307,9 +307,9 @@ class Reconciler:
             return await self._stall(ctx, "CredentialsNotFound", credentials)
         try:
             endpoint = resolve_endpoint(self.settings, spec.cloud.region, spec.cloud.endpoint)
+            cloud = self.clouds.client(endpoint, spec.cloud.project_id, credentials)
         except ConfigError as exc:
-            return await self._stall(ctx, "InvalidEndpoint", str(exc))
-        cloud = self.clouds.client(endpoint, spec.cloud.project_id, credentials)
+            return await self._stall(ctx, "InvalidEndpoint", mask_userinfo(str(exc)))
 
         cache_key = (endpoint, spec.cloud.project_id, credentials.access_key)
         in_flight = isinstance(ctx.old_status.get("operation"), Mapping)
@@ -323,8 +323,8 @@ class Reconciler:
                 )
             else:
                 group = await self.cache.fetch(cache_key, cloud, spec.group_id)
-            zones = ctx.old_status.get("availabilityZones")
-            if recorded_group != spec.group_id or not isinstance(zones, list) or len(zones) != 2:
+            zones = _trusted_zones(ctx.old_status, group.priority_station, spec)
+            if zones is None:
                 zones = await cloud.discover_availability_zones(spec.group_id)
         except CloudError as exc:
             return await self._observe_failed(ctx, spec, exc)
@@ -342,31 +342,38 @@ class Reconciler:
     def _rival(self, ctx: _Ctx, spec: ReplicationGroupSpec) -> str | None:
         """The ``namespace/name`` of the resource that owns this cloud group instead of us, if any.
 
-        Deterministic, so that every process (and every restart) picks the same owner: a resource with an
-        operation in flight first (it must finish), then the oldest, then by name.
+        Deterministic, so that every process (and every restart) picks the same owner, and sticky, so that
+        ownership never passes while the owner still manages the group: a resource with an operation in
+        flight first (it must finish), then one that already manages the group (its status names it), then
+        the oldest, then by name. A newcomer, even an older one restored from a backup, waits.
         """
         if self.claimants is None:
             return None
 
-        def rank(body: Mapping[str, Any]) -> tuple[int, str, str]:
-            meta = body.get("metadata", {})
-            status = body.get("status")
-            busy = isinstance(status, Mapping) and isinstance(status.get("operation"), Mapping)
+        def rank(body: Mapping[str, Any]) -> tuple[int, int, str, str]:
+            meta = body.get("metadata") or {}
+            raw_status = body.get("status")
+            status: Mapping[str, Any] = raw_status if isinstance(raw_status, Mapping) else {}
+            busy = isinstance(status.get("operation"), Mapping)
+            managing = status.get("groupID") == spec.group_id
             return (
                 0 if busy else 1,
+                0 if managing else 1,
                 str(meta.get("creationTimestamp") or ""),
                 f"{meta.get('namespace')}/{meta.get('name')}",
             )
 
-        same = [
-            body
-            for body in self.claimants(spec.group_id)
-            if (body.get("spec") or {}).get("cloud", {}).get("projectID") == spec.cloud.project_id
-        ]
+        def same_project(body: Mapping[str, Any]) -> bool:
+            other = body.get("spec")
+            cloud = other.get("cloud") if isinstance(other, Mapping) else None
+            return isinstance(cloud, Mapping) and cloud.get("projectID") == spec.cloud.project_id
+
+        same = [body for body in self.claimants(spec.group_id) if same_project(body)]
         if len(same) < 2:
             return None
         owner = min(same, key=rank)
-        owner_key = f"{owner['metadata'].get('namespace')}/{owner['metadata'].get('name')}"
+        owner_meta = owner.get("metadata") or {}
+        owner_key = f"{owner_meta.get('namespace')}/{owner_meta.get('name')}"
         return None if owner_key == ctx.key else owner_key
 
     def _idle(self, ctx: _Ctx) -> bool:
@@ -396,10 +403,21 @@ class Reconciler:
             )
         else:
             missing = [k for k in ("accessKey", "secretKey") if not data.get(k)]
+            # A key that cannot go into an HTTP header is as good as missing (and must not crash signing).
+            unusable = [
+                k
+                for k in ("accessKey", "secretKey", "securityToken")
+                if data.get(k) and not (data[k].isascii() and data[k].isprintable() and " " not in data[k])
+            ]
             if missing:
                 result = (
                     f"Secret {namespace}/{secret_name} lacks key(s) {', '.join(missing)}; "
                     "fix: add them (optional: securityToken for temporary credentials)"
+                )
+            elif unusable:
+                result = (
+                    f"Secret {namespace}/{secret_name}: key(s) {', '.join(unusable)} hold characters other than "
+                    "printable ASCII; fix: copy the values again from the cloud console (no spaces or newlines)"
                 )
             else:
                 result = Credentials(data["accessKey"], data["secretKey"], data.get("securityToken") or None)
@@ -548,11 +566,11 @@ class Reconciler:
         return await self._start(ctx, spec, cloud, plan, attempts=1, operation_id=str(uuid.uuid4()))
 
     def _failure_holds(self, ctx: _Ctx, last: Mapping[str, Any]) -> bool:
-        if last.get("result") not in ("Failed", "TimedOut"):
+        if last.get("result") not in ("Failed", "TimedOut", "Abandoned"):
             return False
         if last.get("generation") != ctx.generation:
             return False
-        return ctx.annotations.get(ANNOTATION_RETRY) != last.get("id")
+        return ctx.annotations.get(ANNOTATION_RETRY) != str(last.get("id"))
 
     async def _blocked(self, ctx: _Ctx, plan: planning.Plan) -> float | None:
         first = plan.blockers[0]
@@ -579,8 +597,11 @@ class Reconciler:
                 else max(self.settings.poll_max_interval, 5.0)
             )
         previous = ctx.old_status.get("plan") if isinstance(ctx.old_status.get("plan"), Mapping) else {}
+        old_blockers = (previous or {}).get("blockers")
         previous_reasons = [
-            b.get("reason") for b in (previous or {}).get("blockers", []) if isinstance(b, Mapping)
+            b.get("reason")
+            for b in (old_blockers if isinstance(old_blockers, list) else [])
+            if isinstance(b, Mapping)
         ]
         if plan.action is not planning.Action.NONE and previous_reasons != [b.reason for b in plan.blockers]:
             await self._event(
@@ -696,6 +717,23 @@ class Reconciler:
         cloud: CloudAPI,
         observation: planning.Observation,
     ) -> float | None:
+        try:
+            OperationStatus.model_validate(ctx.old_status["operation"])
+        except ValidationError as exc:
+            # A journal someone else wrote (or mangled): its clocks and ids cannot be trusted, so it is
+            # dropped, said out loud, and the group is planned from what the cloud shows right now.
+            problems = "; ".join(
+                f"status.operation.{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {str(e.get('input'))[:60]!r})"
+                for e in exc.errors(include_url=False)
+            )
+            ctx.status.pop("operation", None)
+            await self._event(
+                ctx,
+                "Warning",
+                "OperationUnreadable",
+                f"status.operation could not be read and was dropped ({problems}); planning from the cloud's state",
+            )
+            return await self._plan_and_act(ctx, spec, cloud, observation)
         operation = dict(ctx.old_status["operation"])
         ctx.status["operation"] = operation
         self.slots.adopt(ctx.key)
@@ -949,6 +987,22 @@ def _condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | Non
         if isinstance(condition, Mapping) and condition.get("type") == type_:
             return condition
     return None
+
+
+def _trusted_zones(
+    status: Mapping[str, Any], primary: str | None, spec: ReplicationGroupSpec
+) -> list[str] | None:
+    """The AZ pair remembered in status, if it can be trusted instead of discovering it again: recorded for
+    this group, two distinct names, including the primary the cloud reports and the one the spec wants.
+    (Status can be rewritten by anyone allowed to, so it is checked, not believed.)"""
+    zones = status.get("availabilityZones")
+    if status.get("groupID") != spec.group_id or not isinstance(zones, list) or len(zones) != 2:
+        return None
+    if not all(isinstance(z, str) and z for z in zones) or zones[0] == zones[1]:
+        return None
+    if (primary is not None and primary not in zones) or spec.primary_az not in zones:
+        return None
+    return [str(z) for z in zones]
 
 
 def _parse_list(model: type[_M], value: Any) -> list[_M]:

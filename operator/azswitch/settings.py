@@ -9,6 +9,7 @@ than 0``.
 from __future__ import annotations
 
 import ipaddress
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,11 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Se
         raise ConfigError("invalid operator settings:\n  " + "\n  ".join(lines)) from None
 
 
+def mask_userinfo(text: str) -> str:
+    """``scheme://user:password@host`` → ``scheme://***@host``: never show credentials from a URL."""
+    return re.sub(r"//[^/@\s]*@", "//***@", text)
+
+
 def is_loopback_host(host: str) -> bool:
     if host == "localhost":
         return True
@@ -124,14 +130,25 @@ def resolve_endpoint(settings: Settings, region: str, endpoint: str | None) -> s
     with ``AZSWITCH_ALLOW_INSECURE_ENDPOINTS=true``.
     """
     url = (endpoint or settings.endpoint_template.format(region=region)).rstrip("/")
-    parts = urlsplit(url)
+    shown = mask_userinfo(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is the check: "host:abc" raises here
+    except ValueError as exc:
+        raise ConfigError(
+            f"spec.cloud.endpoint: {shown!r} does not parse ({exc}); fix: e.g. https://evs.{region}…"
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
-            f"spec.cloud.endpoint: {url!r} is not an http(s) URL; fix: e.g. https://evs.{region}…"
+            f"spec.cloud.endpoint: {shown!r} is not an http(s) URL; fix: e.g. https://evs.{region}…"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            f"spec.cloud.endpoint: {shown!r} carries user info; fix: remove it (credentials belong in the Secret)"
         )
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ConfigError(
-            f"spec.cloud.endpoint: {url!r} must be scheme://host[:port] only; fix: drop the path and query"
+            f"spec.cloud.endpoint: {shown!r} must be scheme://host[:port] only; fix: drop the path and query"
         )
     if (
         parts.scheme == "http"
