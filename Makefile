@@ -31,8 +31,24 @@ unit: setup
 demo: setup
 	$(VENV)/bin/azswitch demo $(DEMO_ARGS)
 
+# A throw-away kube-apiserver + etcd on loopback for trying things by hand (built once if not cached):
+# `make control-plane`, then `eval "$(.venv/bin/azswitch control-plane env)"`; CP=down|status|env.
+CP ?= up
+control-plane: setup
+	$(VENV)/bin/azswitch control-plane $(CP)
+
 simulate: setup
 	$(VENV)/bin/azswitch simulate
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks B1-B4 (bench/README.md): real control plane + simulator + operator; each prints a table with the
+# machine it ran on. About 20 minutes on 2 cores; run on an otherwise idle machine. BENCH_ARGS go to every
+# script (e.g. BENCH_ARGS="--markdown /tmp/bench.md"); a MISS is reported, a failed run makes the target fail.
+BENCH_ARGS ?=
+.PHONY: bench
+bench: setup
+	@status=0; for b in b1_overhead b2_idle b3_evacuation b4_restart; do \
+		$(PY) bench/$$b.py $(BENCH_ARGS) || status=1; \
+	done; exit $$status

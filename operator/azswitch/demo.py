@@ -1,78 +1,378 @@
-"""``azswitch demo``: the product's main job on this machine, with no cloud account.
+"""``azswitch demo``: the whole product on this machine, with no cloud account and no cluster to borrow.
 
-Today it drives the cloud layer end to end: it starts the simulator on a free loopback port, reads the demo
-group over signed HTTP, issues exactly one switchover and follows the group until replication is active
-again, printing each state change. (The full demo with a real apiserver and the operator builds on this.)
+Why it exists: the quickest honest answer to "what does azswitch do?" is to watch it do it, with the same
+pieces a user runs: a real kube-apiserver + etcd (built once from Debian packages if needed), the cloud
+simulator over HTTP, and ``azswitch run`` as its own process with deploy/'s ServiceAccount and RBAC
+(azswitch.localenv starts them all). The demo applies a Secret and a ReplicationGroup through kubectl, waits
+until it is Ready, flips ``spec.primaryAZ`` and shows the switchover live: a ``kubectl get rg -w``-like table
+line on every change, interleaved with the Kubernetes Events, with the elapsed time.
+
+Interactive (the default), everything keeps running afterwards so the user can continue with kubectl; Ctrl-C
+stops all of it. ``--once`` runs the same scenario non-interactively and exits 0 only when the switchover
+completed as promised: exactly one switchover request reached the cloud, the resource is Ready with the new
+primary, and the SwitchoverStarted/SwitchoverSucceeded events were posted. Every failure says what to look
+at next; the logs are then kept.
 """
 
 from __future__ import annotations
 
-import asyncio
+import shlex
+import signal
+import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
 
-from azswitch.cloud import CloudConnections
-from azswitch.cloud.api import ConsistencyGroup
-from azswitch.reconcile import Credentials
-from azswitch.simulator import DEMO_SEED, Simulator, SimulatorServer, load_seed
+from azswitch import controlplane
+from azswitch.localenv import (
+    JsonWatch,
+    Kubectl,
+    LocalEnv,
+    LocalEnvError,
+    SimulatorProcess,
+    free_port,
+    secret_manifest,
+)
 
+NAMESPACE = "demo"
+NAME = "orders-db"
+SECRET = "evs-credentials"
+# The demo seed's first group and its credentials (operator/azswitch/simulator/demo-seed.yaml).
 PROJECT = "0123456789abcdef0123456789abcdef"
 GROUP = "91085433-9499-4a68-b2c6-35072467ccd2"
-REVERSE_KEY = "os-reverse-replication-consistency-group"
+ACCESS_KEY, SECRET_KEY = "AKEXAMPLE0000000000", "SKEXAMPLE0000000000000000000000000000000"
+FROM_AZ, TO_AZ = "az1.dc1", "az2.dc2"
+STEPS = 6
+# Generous: the seed's switchover takes about 8 s (5 s reversing, 3 s copying).
+READY_TIMEOUT = 60.0
+SWITCHOVER_TIMEOUT = 120.0
+OPERATOR_SETTINGS = {
+    # Drift (e.g. a switchover made behind azswitch's back) is corrected within seconds, not a minute.
+    "AZSWITCH_RESYNC_INTERVAL": "10",
+    "AZSWITCH_LOG_FORMAT": "plain",
+}
 
 
-def _line(group: ConsistencyGroup, started: float) -> str:
+class DemoFailed(Exception):
+    """The scenario did not go as promised; the message says what happened and where to look."""
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def stamp(self) -> str:
+        return f"[{time.monotonic() - self.started:6.1f}s]"
+
+
+def _say(line: str = "") -> None:
+    print(line, flush=True)
+
+
+class LiveView:
+    """Prints a table row whenever a ReplicationGroup's columns change, and each new Event once."""
+
+    COLUMNS = ("NAME", "DESIRED", "CURRENT", "REPLICATION", "PHASE", "READY")
+    WIDTHS = (11, 9, 9, 12, 15, 6)
+
+    def __init__(self, clock: _Clock) -> None:
+        self.clock = clock
+        self.rows: dict[str, tuple[str, ...]] = {}
+        self.events: set[str] = set()
+        self.latest: dict[str, dict[str, Any]] = {}
+        self.reasons: list[str] = []
+        self._header_shown = False
+
+    def _row(self, cells: tuple[str, ...]) -> str:
+        return "  ".join(cell.ljust(width) for cell, width in zip(cells, self.WIDTHS, strict=True)).rstrip()
+
+    def resource(self, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        self.latest[name] = obj
+        spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        ready = next(
+            (c.get("status", "") for c in status.get("conditions") or [] if c.get("type") == "Ready"), ""
+        )
+        cells = (
+            name,
+            spec.get("primaryAZ", ""),
+            status.get("currentPrimaryAZ", ""),
+            (status.get("cloud") or {}).get("replicationStatus", ""),
+            status.get("phase", ""),
+            ready,
+        )
+        if self.rows.get(name) == cells:
+            return
+        self.rows[name] = cells
+        if not self._header_shown:
+            _say(f"{' ' * 9}  {self._row(self.COLUMNS)}")
+            self._header_shown = True
+        _say(f"{self.clock.stamp()}  {self._row(tuple(c or '-' for c in cells))}")
+
+    def event(self, obj: dict[str, Any]) -> None:
+        uid = obj["metadata"].get("uid") or obj["metadata"]["name"]
+        if uid in self.events or obj.get("involvedObject", {}).get("kind") != "ReplicationGroup":
+            return
+        self.events.add(uid)
+        self.reasons.append(obj.get("reason", ""))
+        _say(
+            f"{self.clock.stamp()}  event {obj.get('type', '')} {obj.get('reason', '')}: {obj.get('message', '')}"
+        )
+
+
+class Demo:
+    """One run of the scenario inside a LocalEnv."""
+
+    def __init__(self, env: LocalEnv, clock: _Clock) -> None:
+        self.env = env
+        self.clock = clock
+        self.view = LiveView(clock)
+        self.kubectl: Kubectl | None = None
+        self.sim: SimulatorProcess | None = None
+        self.metrics_port = free_port()
+        self.rg_watch: JsonWatch | None = None
+        self.event_watch: JsonWatch | None = None
+
+    def step(self, number: int, text: str) -> None:
+        _say(f"\n{self.clock.stamp()} [{number}/{STEPS}] {text}")
+
+    # -- bringing it up
+
+    def start(self) -> None:
+        self.step(1, "kube-apiserver + etcd on loopback (built once from Debian packages if not cached)")
+        self.kubectl = self.env.start_cluster()
+        self.step(2, "the ReplicationGroup CRD, and deploy/'s namespace, ServiceAccount and RBAC")
+        self.env.install_crds()
+        self.env.install_operator_identity()
+        self.step(3, "the cloud simulator (an EVS replication consistency group API over HTTP)")
+        self.sim = self.env.start_simulator(_demo_seed())
+        self.step(
+            4, "the operator: `azswitch run --all-namespaces` as ServiceAccount azswitch-system/azswitch"
+        )
+        self.env.start_operator({**OPERATOR_SETTINGS, "AZSWITCH_METRICS_PORT": str(self.metrics_port)})
+
+    def _watches(self) -> tuple[JsonWatch, JsonWatch]:
+        # kubectl's watch ends when the apiserver closes it (after many minutes); start it again then,
+        # unless the apiserver itself is gone.
+        ended = [w for w in (self.rg_watch, self.event_watch) if w is not None and not w.alive()]
+        plane = self.env.plane
+        if ended and plane is not None and not controlplane.status(plane.state_dir).running:
+            raise DemoFailed(
+                f"the control plane stopped; its logs: {plane.state_dir}/kube-apiserver.log, etcd.log"
+            )
+        if self.rg_watch is None or not self.rg_watch.alive():
+            self.rg_watch = self.env.watch("replicationgroups", "-n", NAMESPACE)
+        if self.event_watch is None or not self.event_watch.alive():
+            self.event_watch = self.env.watch("events", "-n", NAMESPACE)
+        return self.rg_watch, self.event_watch
+
+    def pump(self, until: Callable[[dict[str, Any]], bool] | None, timeout: float | None, what: str) -> None:
+        """Show changes as they come until ``until(resource)`` holds (or forever when it is None)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            rg_watch, event_watch = self._watches()
+            obj = rg_watch.get(timeout=0.2)
+            for event in event_watch.drain():
+                self.view.event(event)
+            if obj is not None:
+                self.view.resource(obj)
+            current = self.view.latest.get(NAME)
+            if until is not None and current is not None and until(current):
+                return
+            operator = self.env.operator
+            if operator is not None and not operator.alive():
+                raise DemoFailed(
+                    f"the operator exited with {operator.popen.returncode}; its last lines:\n{operator.log_tail(15)}"
+                )
+            if deadline is not None and time.monotonic() > deadline:
+                raise DemoFailed(f"{what} did not happen within {timeout:.0f} s; {_why(current)}")
+
+    # -- the scenario
+
+    def scenario(self) -> None:
+        assert self.kubectl is not None and self.sim is not None
+        self.step(5, f"apply a Secret and a ReplicationGroup in namespace {NAMESPACE} (primary {FROM_AZ})")
+        self.kubectl.run("create", "namespace", NAMESPACE)
+        rg = _replication_group(self.sim.url, FROM_AZ)
+        self.kubectl.apply([secret_manifest(NAMESPACE, SECRET, ACCESS_KEY, SECRET_KEY), rg])
+        _say(
+            f"  kubectl apply: secret/{SECRET}, replicationgroup/{NAME} (groupID {GROUP}, endpoint {self.sim.url})"
+        )
+        self._watches()
+        self.pump(lambda o: _ready(o, generation_at_least=1), READY_TIMEOUT, f"{NAME} becoming Ready")
+
+        self.step(6, f"flip spec.primaryAZ to {TO_AZ}: the operator switches the group over, once")
+        patch = f'{{"spec":{{"primaryAZ":"{TO_AZ}"}}}}'
+        _say(f"  kubectl -n {NAMESPACE} patch rg {NAME} --type merge -p '{patch}'")
+        self.kubectl.run("patch", "rg", NAME, "-n", NAMESPACE, "--type", "merge", "-p", patch)
+        started = time.monotonic()
+        self.pump(_switched, SWITCHOVER_TIMEOUT, f"the switchover of {NAME} to {TO_AZ}")
+        # The event is posted right after the status write; its watch may deliver it a moment later.
+        self.pump(lambda _o: "SwitchoverSucceeded" in self.view.reasons, 15, "the SwitchoverSucceeded event")
+        self.verify(time.monotonic() - started)
+
+    def verify(self, seconds: float) -> None:
+        assert self.kubectl is not None and self.sim is not None
+        obj = self.kubectl.json("get", "rg", NAME, "-n", NAMESPACE)
+        status = obj.get("status") or {}
+        reverses = self.sim.reverses(GROUP)
+        problems = []
+        if reverses != 1:
+            problems.append(f"the cloud received {reverses} switchover requests, not exactly 1")
+        if status.get("currentPrimaryAZ") != TO_AZ or not _ready(obj, generation_at_least=2):
+            problems.append(f"status is {status.get('phase')} with primary {status.get('currentPrimaryAZ')}")
+        for reason in ("SwitchoverStarted", "SwitchoverSucceeded"):
+            if reason not in self.view.reasons:
+                problems.append(f"no {reason} event")
+        if problems:
+            raise DemoFailed("; ".join(problems))
+        operation = status.get("lastOperation") or {}
+        _say(
+            f"\n  done: {NAME} is Ready in {TO_AZ} after {seconds:.1f} s; operation {operation.get('id')} "
+            f"{operation.get('result')}; the cloud received exactly {reverses} switchover request"
+        )
+
+    def instructions(self, once: bool) -> None:
+        plane, sim, operator = self.env.plane, self.sim, self.env.operator
+        assert plane is not None and sim is not None and operator is not None
+        exports = controlplane.env(plane.state_dir)
+        back = f'{{"spec":{{"primaryAZ":"{FROM_AZ}"}}}}'
+        if once:
+            _say(
+                "\nRun `azswitch demo` (without --once) to keep all of it running and continue with kubectl."
+            )
+            return
+        lines = [
+            "",
+            "Everything keeps running. Continue with kubectl in another terminal:",
+            *(f"  {line}" for line in exports.splitlines()),
+            f"  kubectl get rg -n {NAMESPACE} -o wide -w",
+            f"  kubectl describe rg {NAME} -n {NAMESPACE}",
+            f"  kubectl -n {NAMESPACE} patch rg {NAME} --type merge -p {shlex.quote(back)}    # flip back",
+            f"  kubectl wait --for=condition=Ready rg/{NAME} -n {NAMESPACE}",
+            f"  curl -s {sim.url}/_sim/requests/counts    # what the cloud received",
+            f"  curl -s http://127.0.0.1:{self.metrics_port}/metrics | grep ^azswitch_",
+            f"Logs: {operator.log} (operator), {sim.log} (simulator), {plane.state_dir}/kube-apiserver.log",
+            "Press Ctrl-C here to stop everything (operator, simulator, kube-apiserver, etcd) and remove "
+            f"{self.env.workdir}. Changes keep showing below:",
+        ]
+        _say("\n".join(lines))
+
+
+def _demo_seed() -> Path:
+    from azswitch.simulator.seed import DEMO_SEED
+
+    return DEMO_SEED
+
+
+def _replication_group(endpoint: str, primary: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "azswitch.io/v1alpha1",
+        "kind": "ReplicationGroup",
+        "metadata": {"name": NAME, "namespace": NAMESPACE},
+        "spec": {
+            "groupID": GROUP,
+            "primaryAZ": primary,
+            "cloud": {
+                "region": "cn-north-4",
+                "projectID": PROJECT,
+                "endpoint": endpoint,
+                "credentialsSecretRef": {"name": SECRET},
+            },
+        },
+    }
+
+
+def _ready(obj: dict[str, Any], *, generation_at_least: int) -> bool:
+    status = obj.get("status") or {}
+    generation = obj["metadata"].get("generation", 0)
+    ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
     return (
-        f"  t+{time.monotonic() - started:5.1f}s  status={group.status:<10} "
-        f"replication={group.replication_status or '-':<8} primary={group.priority_station}"
+        generation >= generation_at_least
+        and status.get("observedGeneration") == generation
+        and bool(ready)
+        and ready[0].get("status") == "True"
+        and ready[0].get("observedGeneration") == generation
     )
 
 
-async def _cloud_demo(limit_seconds: float = 60.0) -> bool:
-    seed = load_seed(DEMO_SEED)
-    simulator = Simulator(seed)
-    key = seed.credentials[0]
-    async with SimulatorServer(simulator) as server:
-        endpoint = server.url
-        print(f"simulator: {endpoint} (AK {key.access_key})")
-        pool = CloudConnections()
-        try:
-            credentials = Credentials(key.access_key, key.secret_key)
-            cloud = pool.client(endpoint, PROJECT, credentials)
-            group = await cloud.get_group(GROUP)
-            zones = await cloud.discover_availability_zones(GROUP)
-            target = next(z for z in zones if z != group.priority_station)
-            print(f"group {group.name} ({GROUP}): AZs {zones}, primary {group.priority_station}")
-            print(f"switching the primary to {target} (one os-reverse request) …")
-            started = time.monotonic()
-            await cloud.switchover(GROUP)
-            last = ""
-            while time.monotonic() - started < limit_seconds:
-                group = await cloud.get_group(GROUP)
-                line = _line(group, started)
-                state = line.split("s  ", 1)[1]
-                if state != last:
-                    print(line, flush=True)
-                    last = state
-                if (
-                    group.status == "available"
-                    and group.replication_status == "active"
-                    and group.priority_station == target
-                ):
-                    break
-                await asyncio.sleep(0.5)
-            reverses = simulator.count(
-                "POST", "/v2/{project_id}/os-vendor-replication-consistency-groups/{id}/action", REVERSE_KEY
-            )
-            ok = group.priority_station == target and group.replication_status == "active" and reverses == 1
-            print(
-                f"{'done' if ok else 'FAILED'}: primary {group.priority_station}, reverse requests sent: {reverses}"
-            )
-            return ok
-        finally:
-            await pool.aclose()
+def _switched(obj: dict[str, Any]) -> bool:
+    status = obj.get("status") or {}
+    return (
+        _ready(obj, generation_at_least=2)
+        and status.get("currentPrimaryAZ") == TO_AZ
+        and (status.get("lastOperation") or {}).get("result") == "Succeeded"
+    )
+
+
+def _why(obj: dict[str, Any] | None) -> str:
+    """What the resource's conditions say (the operator explains itself there)."""
+    if obj is None:
+        return f"kubectl shows no {NAME} in namespace {NAMESPACE}"
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    said = [f"{c.get('type')}={c.get('status')} {c.get('reason')}: {c.get('message')}" for c in conditions]
+    if not said:
+        return "the operator has written no status yet (it has not seen the resource, or cannot write it)"
+    return "its conditions: " + "; ".join(said)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _hint(env: LocalEnv, error: BaseException) -> str:
+    """What to do next, for the failures we can recognise."""
+    operator = env.operator
+    if isinstance(error, controlplane.ControlPlaneError):
+        return "the control plane could not be started; the message above says how to get one"
+    if operator is not None and 'User "system:anonymous"' in operator.log_tail(200):
+        return f"the operator's requests arrive as system:anonymous, not as its ServiceAccount: read {operator.log}"
+    if operator is not None:
+        return f"read the operator's log: {operator.log}"
+    return "see the message above"
 
 
 def main(*, once: bool = False) -> int:
-    """Run the demo; exit code 0 only when the switchover completed as expected."""
-    del once  # the cloud demo is always non-interactive
-    return 0 if asyncio.run(_cloud_demo()) else 1
+    """Run the demo; ``once``: non-interactively, exit 0 only when the switchover completed as expected."""
+    clock = _Clock()
+    _say("azswitch demo: a real kube-apiserver + etcd, the cloud simulator and the operator, on this machine")
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread:
+        signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the demo as cleanly as Ctrl-C does
+    env = LocalEnv(progress=lambda line: _say(f"{clock.stamp()}   {line}"))
+    demo = Demo(env, clock)
+    completed = False
+    code = 1
+    try:
+        demo.start()
+        demo.scenario()
+        completed = True
+        demo.instructions(once)
+        if once:
+            code = 0
+        else:
+            demo.pump(None, None, "Ctrl-C")
+    except KeyboardInterrupt:
+        # Ctrl-C is how the interactive demo ends; elsewhere it is an interruption.
+        code = 0 if completed and not once else 130
+        _say("\ninterrupted" if code else "")
+    except (DemoFailed, LocalEnvError, controlplane.ControlPlaneError) as error:
+        _say(f"\ndemo FAILED: {error}")
+        _say(f"next: {_hint(env, error)}")
+        _say(f"the logs are kept in {env.logs} (the control plane's are copied there when it stops)")
+        env.keep_logs = True
+        code = 1
+    finally:
+        # A second Ctrl-C must not cut the clean-up short and leave processes behind.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+        try:
+            _say(f"\n{clock.stamp()} stopping everything the demo started")
+            env.close()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+    if once and code == 0:
+        _say("demo passed")
+    return code
