@@ -139,6 +139,8 @@ async def test_flip_switches_over_once_with_events(world: World) -> None:
         await wait_for(lambda: world.status().get("phase") == "SwitchingOver", 5)
         await wait_for(lambda: world.status().get("lastOperation", {}).get("result") == "Succeeded", 10)
         await wait_for(lambda: world.condition("Ready").get("status") == "True", 5)
+        # The event follows the status write that records the outcome.
+        await wait_for(lambda: "SwitchoverSucceeded" in world.event_reasons(), 5)
     status = world.status()
     assert world.reverses() == 1
     assert status["currentPrimaryAZ"] == "az2.dc2"
