@@ -56,11 +56,10 @@ ANNOTATION_APPROVE = "azswitch.io/approve"
 ANNOTATION_RETRY = "azswitch.io/retry"
 ANNOTATION_RECONCILE = "azswitch.io/reconcile-requested-at"
 
-#: The cloud status a group passes through while each action runs.
+#: The cloud status a group passes through while a switchover or failover runs (reprotect: see _visible).
 _ACTION_STATUS = {
     planning.Action.SWITCHOVER: "reversing",
     planning.Action.FAILOVER: "failovering",
-    planning.Action.REPROTECT: "failovered",
 }
 _ACTION_PHASE = {
     planning.Action.SWITCHOVER: "SwitchingOver",
