@@ -40,6 +40,11 @@ class KubeGone(AzswitchError):
     """The resource was deleted while being reconciled."""
 
 
+class KubeForbidden(AzswitchError):
+    """The Kubernetes API refused the operator (401/403): its RBAC is missing a rule, or a just-restarted
+    apiserver has not loaded RBAC yet. Not a crash: say so in status and retry slowly."""
+
+
 class KubeUnavailable(AzswitchError):
     """The Kubernetes API did not answer (restarting apiserver, network) or answered 5xx/429: retry later."""
 
@@ -49,6 +54,19 @@ def _transient(exc: Exception) -> bool:
         return not exc.status or exc.status == 429 or exc.status >= 500
     # urllib3's connection errors and timeouts: the apiserver is restarting or unreachable.
     return isinstance(exc, (urllib3.exceptions.HTTPError, OSError))
+
+
+def forbidden(what: str, status: int = 403) -> KubeForbidden:
+    return KubeForbidden(
+        f"the Kubernetes API refused {what} (HTTP {status}); fix: grant the operator's ServiceAccount "
+        "the rules in deploy/base/rbac.yaml (a just-restarted apiserver may also refuse for a few seconds)"
+    )
+
+
+def _refused(exc: Exception, what: str) -> KubeForbidden | None:
+    if isinstance(exc, ApiException) and exc.status in (401, 403):
+        return forbidden(what, exc.status)
+    return None
 
 
 def _unavailable(exc: Exception, what: str) -> KubeUnavailable:
@@ -100,6 +118,9 @@ class OfficialClientKube:
         except Exception as exc:
             if isinstance(exc, ApiException) and exc.status == 404:
                 return None
+            refused = _refused(exc, f"reading Secret {namespace}/{name}")
+            if refused is not None:
+                raise refused from None
             if _transient(exc):
                 raise _unavailable(exc, f"reading Secret {namespace}/{name}") from None
             raise
@@ -134,6 +155,9 @@ class OfficialClientKube:
                 raise KubeConflict(f"{namespace}/{name} changed since it was read") from None
             if status == 404:
                 raise KubeGone(f"{namespace}/{name} no longer exists") from None
+            refused = _refused(exc, f"writing the status of {namespace}/{name}")
+            if refused is not None:
+                raise refused from None
             if _transient(exc):
                 raise _unavailable(exc, f"writing the status of {namespace}/{name}") from None
             raise

@@ -19,6 +19,7 @@ backoff; permanent ones and invalid input → Stalled with a reason that says wh
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import uuid
@@ -43,7 +44,7 @@ from azswitch.errors import (
     PermanentCloudError,
     TransientCloudError,
 )
-from azswitch.kube import KubeAPI, KubeConflict, KubeGone, KubeUnavailable, merge_patch
+from azswitch.kube import KubeAPI, KubeConflict, KubeForbidden, KubeGone, KubeUnavailable, merge_patch
 from azswitch.metrics import Metrics
 from azswitch.models import Condition, FinishedOperation, OperationStatus, ReplicationGroupSpec, spec_errors
 from azswitch.observe import GroupCache
@@ -231,6 +232,13 @@ class Reconciler:
         except KubeGone:
             self.slots.release(ctx.key)
             return None
+        except KubeForbidden as exc:
+            self._release_unless_journaled(ctx)
+            logger.warning("%s", exc, extra=_log_context(ctx))
+            # Say it where people look, if the status itself may still be written.
+            with contextlib.suppress(KubeConflict, KubeGone, KubeUnavailable, KubeForbidden):
+                await self._stall(self._context(body), "KubernetesForbidden", str(exc))
+            return 15.0 + 15.0 * self.rng.random()
         except KubeUnavailable as exc:
             # Nothing was decided on a write that did not land: the journal makes the next attempt safe.
             self._release_unless_journaled(ctx)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azswitch.cloud import CloudConnections, RetryPolicy
-from azswitch.kube import KubeConflict, KubeGone, KubeUnavailable
+from azswitch.kube import KubeConflict, KubeGone, KubeUnavailable, forbidden
 from azswitch.observe import GroupCache
 from azswitch.reconcile import Credentials, OperationSlots, Reconciler
 from azswitch.settings import Settings, load_settings
@@ -126,6 +126,8 @@ class FakeKube:
     crash_rate: float = 0.0
     #: Status writes for which this returns True fail as if the apiserver were restarting.
     unavailable_when: Callable[[Mapping[str, Any]], bool] | None = None
+    #: Secret reads answered 403, as with a missing RBAC rule.
+    forbid_secrets: bool = False
     crashes: int = 0
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     _rv: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -154,6 +156,8 @@ class FakeKube:
         obj["metadata"]["resourceVersion"] = str(next(self._rv))
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        if self.forbid_secrets:
+            raise forbidden(f"reading Secret {namespace}/{name}")
         data = self.secrets.get((namespace, name))
         return dict(data) if data is not None else None
 

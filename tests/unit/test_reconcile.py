@@ -577,3 +577,20 @@ async def test_slow_reprotect_is_observed_not_resent() -> None:
     assert stage.actions(REPROTECT) == 1
     assert stage.status()["lastOperation"]["action"] == "Reprotect"
     assert stage.status()["lastOperation"]["result"] == "Succeeded"
+
+
+async def test_rbac_refusal_is_a_condition_not_a_crash(caplog: pytest.LogCaptureFixture) -> None:
+    stage = Stage()
+    stage.kube.forbid_secrets = True
+    stage.kube.create(resource(primary="az2.dc2"))
+    delay = await stage.step()
+    assert delay is not None and delay >= 15
+    assert stage.condition("Stalled")["reason"] == "KubernetesForbidden"
+    assert "rbac.yaml" in stage.condition("Stalled")["message"]
+    assert stage.mutating() == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    stage.kube.forbid_secrets = False  # RBAC fixed (or the apiserver's cache caught up)
+    stage.clock.advance(delay)
+    await stage.settle()
+    assert stage.reverses() == 1
+    assert stage.condition("Stalled") is None
