@@ -56,6 +56,7 @@ _M = TypeVar("_M", bound=BaseModel)
 ANNOTATION_APPROVE = "azswitch.io/approve"
 ANNOTATION_RETRY = "azswitch.io/retry"
 ANNOTATION_RECONCILE = "azswitch.io/reconcile-requested-at"
+_PERSON_ANNOTATIONS = frozenset({ANNOTATION_APPROVE, ANNOTATION_RETRY, ANNOTATION_RECONCILE})
 
 #: The cloud status a group passes through while a switchover or failover runs (reprotect: see _visible).
 _ACTION_STATUS = {
@@ -126,8 +127,11 @@ class OperationSlots:
             return
         self._holders.discard(key)
         if self.on_release is not None and self._waiting:
-            # Oldest waiters first; they race for the slot and the cap decides.
+            # Oldest waiters first; they race for the slot and the cap decides. A woken waiter leaves the
+            # line (it joins again if still turned away), so one that no longer needs a slot blocks nobody.
             waiters = list(self._waiting)[: max(1, self.capacity - len(self._holders))]
+            for key in waiters:
+                del self._waiting[key]
             self.on_release(waiters)
 
 
@@ -211,8 +215,8 @@ class Reconciler:
         # Every resource naming a cloud group (from the watch), to keep two of them from both acting.
         self.claimants = claimants
         self.metrics = metrics or Metrics()
-        # The last azswitch.io/reconcile-requested-at value acted on, per resource: a new one reads fresh.
-        self._requests_seen: dict[str, str] = {}
+        # The person-set annotations last seen per resource: a change is answered from a fresh read.
+        self._asked: dict[str, tuple[tuple[str, str], ...]] = {}
         # Tells the work queue about our own writes, so the next step does not start from a stale copy.
         self.on_written = on_written
         self._credentials: dict[tuple[str, str], tuple[datetime, Credentials | str]] = {}
@@ -254,7 +258,7 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         """The resource was deleted: free its slot (the cloud group is never touched)."""
         self.slots.release(f"{namespace}/{name}")
-        self._requests_seen.pop(f"{namespace}/{name}", None)
+        self._asked.pop(f"{namespace}/{name}", None)
         self.metrics.forget_group(namespace, name)
         self.metrics.operations_in_flight(self.slots.in_use)
 
@@ -320,16 +324,12 @@ class Reconciler:
 
         cache_key = (endpoint, spec.cloud.project_id, credentials.access_key)
         in_flight = isinstance(ctx.old_status.get("operation"), Mapping)
+        max_age = self._max_age(ctx)
         try:
-            if self._idle(ctx):
-                # A settled resource's drift check: a shared LIST (at most two per resync interval per
-                # project) is enough to see that nothing needs doing. Before acting, the group is read
-                # again on its own.
-                group = await self.cache.group(
-                    cache_key, cloud, spec.group_id, self.settings.resync_interval / 2
-                )
-            else:
+            if max_age is None:
                 group = await self.cache.fetch(cache_key, cloud, spec.group_id)
+            else:
+                group = await self.cache.group(cache_key, cloud, spec.group_id, max_age)
             zones = _trusted_zones(ctx.old_status, group.priority_station, spec)
             if zones is None:
                 zones = await cloud.discover_availability_zones(spec.group_id)
@@ -383,17 +383,27 @@ class Reconciler:
         owner_key = f"{owner_meta.get('namespace')}/{owner_meta.get('name')}"
         return None if owner_key == ctx.key else owner_key
 
-    def _idle(self, ctx: _Ctx) -> bool:
-        """Ready, in sync, and nobody asked for a fresh look: the only state where a cached view is enough."""
-        requested = ctx.annotations.get(ANNOTATION_RECONCILE)
-        if requested is not None and self._requests_seen.get(ctx.key) != requested:
-            self._requests_seen[ctx.key] = requested
-            return False
-        return (
+    def _max_age(self, ctx: _Ctx) -> float | None:
+        """How old the shared listing may be for this look at the group; None: GET the group alone.
+
+        Only an operation in flight is polled with its own GET, and a person's explicit request (approve,
+        retry, reconcile-requested-at) is answered from a fresh read. Everything else — drift checks, new
+        specs, waits — reads the project's shared LIST, so a thousand groups cost one request, not a
+        thousand; nothing is ever *sent* on a cached view (``_plan_and_act`` GETs the group first).
+        """
+        if isinstance(ctx.old_status.get("operation"), Mapping):
+            return None
+        asked = tuple(sorted((k, v) for k, v in ctx.annotations.items() if k in _PERSON_ANNOTATIONS))
+        seen = self._asked.get(ctx.key)
+        self._asked[ctx.key] = asked
+        if seen is not None and seen != asked:
+            return None
+        if (
             ctx.old_status.get("phase") == "Ready"
             and ctx.old_status.get("observedGeneration") == ctx.generation
-            and "operation" not in ctx.old_status
-        )
+        ):
+            return self.settings.resync_interval / 2
+        return min(5.0, self.settings.resync_interval / 2)
 
     async def _read_credentials(self, namespace: str, secret_name: str) -> Credentials | str:
         """Credentials from the Secret, cached briefly; a string explains what is missing."""
@@ -598,11 +608,15 @@ class Reconciler:
                 reconciling=(first.reason, message),
             )
             retry_at = min((b.retry_at for b in plan.blockers if b.retry_at), default=None)
-            requeue = (
-                max(0.0, (retry_at - ctx.now).total_seconds()) + 0.05
-                if retry_at
-                else max(self.settings.poll_max_interval, 5.0)
-            )
+            if retry_at:
+                requeue = max(0.0, (retry_at - ctx.now).total_seconds()) + 0.05
+            elif all(
+                b.reason == "ConcurrencyLimit" for b in plan.blockers if b.kind is planning.BlockKind.WAIT
+            ):
+                # Woken by the slot that frees (OperationSlots.on_release); the resync is only a safety net.
+                requeue = self._resync()
+            else:
+                requeue = max(self.settings.poll_max_interval, 5.0)
         previous = ctx.old_status.get("plan") if isinstance(ctx.old_status.get("plan"), Mapping) else {}
         old_blockers = (previous or {}).get("blockers")
         previous_reasons = [

@@ -13,9 +13,7 @@ from typing import Any
 import pytest
 from harness import FAILOVER, GROUP, GROUP2, REPROTECT, REVERSE, Stage, resource
 
-from azswitch.reconcile import ANNOTATION_APPROVE, ANNOTATION_RECONCILE, ANNOTATION_RETRY
-
-pytestmark = pytest.mark.asyncio
+from azswitch.reconcile import ANNOTATION_APPROVE, ANNOTATION_RECONCILE, ANNOTATION_RETRY, OperationSlots
 
 
 async def test_aligned_group_is_ready_without_mutating_calls() -> None:
@@ -594,3 +592,31 @@ async def test_rbac_refusal_is_a_condition_not_a_crash(caplog: pytest.LogCapture
     await stage.settle()
     assert stage.reverses() == 1
     assert stage.condition("Stalled") is None
+
+
+async def test_groups_waiting_for_a_slot_cost_the_cloud_nothing() -> None:
+    stage = Stage(max_concurrent_operations=1)
+    stage.kube.create(resource(name="orders", primary="az2.dc2"))
+    stage.kube.create(resource(name="payments", group=GROUP2, primary="az2.dc2"))
+    await stage.step("orders")
+    delay = await stage.step("payments")
+    assert [b["reason"] for b in stage.status("payments")["plan"]["blockers"]] == ["ConcurrencyLimit"]
+    assert delay is not None and delay >= 60, "woken by the slot that frees, not by polling"
+    stage.sim.clear_requests()
+    stage.clock.advance(1)
+    await stage.step("payments")
+    assert stage.sim.count("GET", SHOW, None) == 0
+
+
+def test_a_woken_waiter_leaves_the_line() -> None:
+    woken: list[list[str]] = []
+    slots = OperationSlots(1, on_release=woken.append)
+    assert slots.try_acquire("a")
+    assert not slots.try_acquire("b")
+    assert not slots.try_acquire("c")
+    slots.release("a")
+    assert woken == [["b"]]
+    # "b" no longer needs a slot and never asks again: the next release must wake "c", not "b".
+    assert slots.try_acquire("d")
+    slots.release("d")
+    assert woken == [["b"], ["c"]]
