@@ -130,8 +130,8 @@ class OperationSlots:
             # Oldest waiters first; they race for the slot and the cap decides. A woken waiter leaves the
             # line (it joins again if still turned away), so one that no longer needs a slot blocks nobody.
             waiters = list(self._waiting)[: max(1, self.capacity - len(self._holders))]
-            for key in waiters:
-                del self._waiting[key]
+            for waiter in waiters:
+                del self._waiting[waiter]
             self.on_release(waiters)
 
 
