@@ -44,7 +44,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
 # Benchmarks B1-B4 (bench/README.md): real control plane + simulator + operator; each prints a table with the
-# machine it ran on. About 20 minutes on 2 cores; run on an otherwise idle machine. BENCH_ARGS go to every
+# machine it ran on. About 15 minutes on 2 cores; run on an otherwise idle machine. BENCH_ARGS go to every
 # script (e.g. BENCH_ARGS="--markdown /tmp/bench.md"); a MISS is reported, a failed run makes the target fail.
 BENCH_ARGS ?=
 .PHONY: bench

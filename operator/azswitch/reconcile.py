@@ -86,8 +86,9 @@ class OperationSlots:
 
     ``try_acquire`` and ``release`` never await, so check-and-take is atomic under asyncio. Operations found
     in flight after a restart are ``adopt``-ed even beyond the cap: they are already running in the cloud.
-    Keys turned away are remembered and handed to ``on_release`` when a slot frees, so an AZ evacuation
-    moves on the moment capacity exists instead of at the next resync.
+    Keys turned away wait in line and are handed to ``on_release`` one per freed slot, so an AZ evacuation
+    moves on the moment capacity exists instead of at the next resync. A woken key that turns out not to
+    need the slot (``settle``) passes it on to the next in line.
     """
 
     def __init__(self, capacity: int, on_release: Callable[[list[str]], None] | None = None) -> None:
@@ -95,6 +96,7 @@ class OperationSlots:
         self.on_release = on_release
         self._holders: set[str] = set()
         self._waiting: dict[str, None] = {}
+        self._woken: set[str] = set()
 
     @property
     def in_use(self) -> int:
@@ -107,8 +109,9 @@ class OperationSlots:
         return key in self._holders or len(self._holders) < self.capacity
 
     def wait(self, key: str) -> None:
-        """Remember ``key`` as needing a slot; it is woken when one frees."""
-        self._waiting[key] = None
+        """Put ``key`` in line for a slot (it keeps its place if already there)."""
+        self._woken.discard(key)
+        self._waiting.setdefault(key, None)
 
     def try_acquire(self, key: str) -> bool:
         if not self.available(key):
@@ -116,23 +119,40 @@ class OperationSlots:
             return False
         self._holders.add(key)
         self._waiting.pop(key, None)
+        self._woken.discard(key)
         return True
 
     def adopt(self, key: str) -> None:
         self._holders.add(key)
 
     def release(self, key: str) -> None:
+        """``key`` no longer runs an operation: its slot goes to the next in line."""
+        if key in self._holders:
+            self._holders.discard(key)
+            self._wake_next()
+
+    def settle(self, key: str) -> None:
+        """A reconcile of ``key`` ended without an operation: free its slot, and if it was woken for a slot
+        it did not take, hand that chance to the next in line."""
+        if key in self._holders:
+            self.release(key)
+        elif key in self._woken and key not in self._waiting:
+            self._woken.discard(key)
+            self._wake_next()
+
+    def forget(self, key: str) -> None:
+        """The resource is gone: out of line, and its slot (if any) freed."""
         self._waiting.pop(key, None)
-        if key not in self._holders:
+        self._woken.discard(key)
+        self.release(key)
+
+    def _wake_next(self) -> None:
+        if self.on_release is None or not self._waiting or len(self._holders) >= self.capacity:
             return
-        self._holders.discard(key)
-        if self.on_release is not None and self._waiting:
-            # Oldest waiters first; they race for the slot and the cap decides. A woken waiter leaves the
-            # line (it joins again if still turned away), so one that no longer needs a slot blocks nobody.
-            waiters = list(self._waiting)[: max(1, self.capacity - len(self._holders))]
-            for waiter in waiters:
-                del self._waiting[waiter]
-            self.on_release(waiters)
+        key = next(iter(self._waiting))
+        del self._waiting[key]
+        self._woken.add(key)
+        self.on_release([key])
 
 
 def _log_context(ctx: _Ctx) -> dict[str, str | None]:
@@ -234,7 +254,7 @@ class Reconciler:
             self._release_unless_journaled(ctx)
             return 0.0
         except KubeGone:
-            self.slots.release(ctx.key)
+            self.slots.forget(ctx.key)
             return None
         except KubeForbidden as exc:
             self._release_unless_journaled(ctx)
@@ -257,7 +277,7 @@ class Reconciler:
 
     def forget(self, namespace: str, name: str) -> None:
         """The resource was deleted: free its slot (the cloud group is never touched)."""
-        self.slots.release(f"{namespace}/{name}")
+        self.slots.forget(f"{namespace}/{name}")
         self._asked.pop(f"{namespace}/{name}", None)
         self.metrics.forget_group(namespace, name)
         self.metrics.operations_in_flight(self.slots.in_use)
@@ -943,7 +963,7 @@ class Reconciler:
 
     async def _finish(self, ctx: _Ctx, verdict: _Verdict, requeue: float | None) -> float | None:
         if "operation" not in ctx.status:
-            self.slots.release(ctx.key)
+            self.slots.settle(ctx.key)
         await self._write(ctx, verdict)
         return requeue
 
