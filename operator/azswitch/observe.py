@@ -1,10 +1,15 @@
-"""Shared observation: one LIST per (endpoint, project, credentials) serves every idle group of that project.
+"""Shared observation: one LIST per (endpoint, project, credentials) serves many groups of that project.
 
 With 1,000 ReplicationGroups and a drift check every minute, a GET per group would be 1,000 requests a minute
 against an API that throttles; the groups of one project all come back from one LIST (1,000 per page). So an
 idle resource asks this cache, which LISTs at most once per ``max_age`` per key and shares the answer (and
-an in-flight LIST) among all callers. Groups with an operation in flight, and any group about to be acted
-on, are read with their own GET: a decision to send a switchover is never taken on a cached view.
+an in-flight LIST) among all callers. The same holds for operations in flight during an evacuation: ten
+groups moving in one project are polled by one LIST per poll interval instead of ten GETs (the reconciler
+decides when; a lone operation is polled with its own GET). A decision to *send* anything is never taken on
+a cached view: the reconciler GETs the group first.
+
+``group`` returns the view with its age, so a caller polling through the listing can come back just as the
+next LIST is due, which keeps the delay from the cloud changing to the operator seeing it at one interval.
 
 A fresher GET result is written back (``remember``), so a group that just switched is not seen at its old
 primary by the next idle check, which would otherwise plan a switchover back.
@@ -33,16 +38,19 @@ class GroupCache:
         self._inflight: dict[Hashable, asyncio.Future[_Listing]] = {}
         self.lists = 0  # LIST calls made; read by tests and benchmarks
 
-    async def group(self, key: Hashable, cloud: CloudAPI, group_id: str, max_age: float) -> ConsistencyGroup:
-        """The group as seen at most ``max_age`` seconds ago, from a shared LIST when possible."""
+    async def group(
+        self, key: Hashable, cloud: CloudAPI, group_id: str, max_age: float
+    ) -> tuple[ConsistencyGroup, float]:
+        """The group as seen at most ``max_age`` seconds ago, from a shared LIST when possible, and the age
+        of that view in seconds (0 for a fresh read)."""
         listing = self._listings.get(key)
         if listing is None or self._clock() - listing.fetched_at >= max_age:
             listing = await self._refresh(key, cloud)
         entry = listing.groups.get(group_id)
         if entry is None:
             # Not in the listing (created since, or the cloud's list lags): ask for it directly.
-            return await self.fetch(key, cloud, group_id)
-        return entry[1]
+            return await self.fetch(key, cloud, group_id), 0.0
+        return entry[1], max(0.0, self._clock() - entry[0])
 
     async def fetch(self, key: Hashable, cloud: CloudAPI, group_id: str) -> ConsistencyGroup:
         """A fresh GET, remembered for the group's next idle check."""

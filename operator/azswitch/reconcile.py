@@ -194,6 +194,10 @@ class _Ctx:
     now: datetime
     observation: planning.Observation | None = None
     plan: planning.Plan | None = None
+    # How old the observation is: 0 for the group's own GET, more when it came from the shared listing.
+    seen_age: float = 0.0
+    # The shared listing this resource's group belongs to: (endpoint, project, access key).
+    listing_key: Hashable | None = None
 
     @property
     def key(self) -> str:
@@ -240,6 +244,9 @@ class Reconciler:
         # Tells the work queue about our own writes, so the next step does not start from a stale copy.
         self.on_written = on_written
         self._credentials: dict[tuple[str, str], tuple[datetime, Credentials | str]] = {}
+        # The listing key of every resource with an operation in flight: with two or more under one key,
+        # one LIST per poll interval watches them all (see _max_age).
+        self._in_flight: dict[str, Hashable] = {}
 
     # ------------------------------------------------------------------ entry point
 
@@ -279,6 +286,7 @@ class Reconciler:
         """The resource was deleted: free its slot (the cloud group is never touched)."""
         self.slots.forget(f"{namespace}/{name}")
         self._asked.pop(f"{namespace}/{name}", None)
+        self._in_flight.pop(f"{namespace}/{name}", None)
         self.metrics.forget_group(namespace, name)
         self.metrics.operations_in_flight(self.slots.in_use)
 
@@ -342,14 +350,15 @@ class Reconciler:
         except ConfigError as exc:
             return await self._stall(ctx, "InvalidEndpoint", mask_userinfo(str(exc)))
 
-        cache_key = (endpoint, spec.cloud.project_id, credentials.access_key)
+        cache_key = ctx.listing_key = (endpoint, spec.cloud.project_id, credentials.access_key)
         in_flight = isinstance(ctx.old_status.get("operation"), Mapping)
-        max_age = self._max_age(ctx)
+        self._track(ctx, in_flight=in_flight)
+        max_age = self._max_age(ctx, cache_key)
         try:
             if max_age is None:
                 group = await self.cache.fetch(cache_key, cloud, spec.group_id)
             else:
-                group = await self.cache.group(cache_key, cloud, spec.group_id, max_age)
+                group, ctx.seen_age = await self.cache.group(cache_key, cloud, spec.group_id, max_age)
             zones = _trusted_zones(ctx.old_status, group.priority_station, spec)
             if zones is None:
                 zones = await cloud.discover_availability_zones(spec.group_id)
@@ -360,9 +369,10 @@ class Reconciler:
         ctx.status["availabilityZones"] = list(zones)
         observation = self._record_observation(ctx, group, zones)
 
+        refresh = (cache_key, zones) if max_age is not None else None
         if in_flight:
-            return await self._advance(ctx, spec, cloud, observation)
-        return await self._plan_and_act(ctx, spec, cloud, observation, refresh=(cache_key, zones))
+            return await self._advance(ctx, spec, cloud, observation, refresh=refresh)
+        return await self._plan_and_act(ctx, spec, cloud, observation, refresh=refresh)
 
     # ------------------------------------------------------------------ observation
 
@@ -403,21 +413,35 @@ class Reconciler:
         owner_key = f"{owner_meta.get('namespace')}/{owner_meta.get('name')}"
         return None if owner_key == ctx.key else owner_key
 
-    def _max_age(self, ctx: _Ctx) -> float | None:
+    def _track(self, ctx: _Ctx, *, in_flight: bool) -> None:
+        """Keep the count of operations in flight per listing key (for ``_max_age``) true."""
+        if in_flight and ctx.listing_key is not None:
+            self._in_flight[ctx.key] = ctx.listing_key
+        else:
+            self._in_flight.pop(ctx.key, None)
+
+    def _max_age(self, ctx: _Ctx, cache_key: Hashable) -> float | None:
         """How old the shared listing may be for this look at the group; None: GET the group alone.
 
-        Only an operation in flight is polled with its own GET, and a person's explicit request (approve,
-        retry, reconcile-requested-at) is answered from a fresh read. Everything else — drift checks, new
-        specs, waits — reads the project's shared LIST, so a thousand groups cost one request, not a
-        thousand; nothing is ever *sent* on a cached view (``_plan_and_act`` GETs the group first).
+        A person's explicit request (approve, retry, reconcile-requested-at) is answered from a fresh read.
+        A lone operation in flight is polled with its own GET; when two or more are in flight under one
+        listing key (an evacuation), each reads the listing at most one poll interval old, so the project
+        costs one LIST per interval instead of a GET per group per interval, and the rate limit is left for
+        starting the next groups. Everything else (drift checks, new specs, waits) reads the listing too, so
+        a thousand idle groups cost one request, not a thousand. Nothing is ever *sent* on a cached view:
+        ``_plan_and_act`` and ``_advance`` GET the group first.
         """
-        if isinstance(ctx.old_status.get("operation"), Mapping):
-            return None
         asked = tuple(sorted((k, v) for k, v in ctx.annotations.items() if k in _PERSON_ANNOTATIONS))
         seen = self._asked.get(ctx.key)
         self._asked[ctx.key] = asked
         if seen is not None and seen != asked:
             return None
+        operation = ctx.old_status.get("operation")
+        if isinstance(operation, Mapping):
+            if sum(1 for key in self._in_flight.values() if key == cache_key) < 2:
+                return None
+            started = _parse_time(operation.get("startedAt")) or ctx.now
+            return self._poll_delay(ctx.now - started)
         if (
             ctx.old_status.get("phase") == "Ready"
             and ctx.old_status.get("observedGeneration") == ctx.generation
@@ -684,6 +708,7 @@ class Reconciler:
                 reconciling=(_ACTION_PHASE[action], f"{action} {operation_id} requested"),
             ),
         )
+        self._track(ctx, in_flight=True)
         if attempts == 1:
             await self._event(
                 ctx, "Normal", f"{action}Started", f"{action} {operation_id}: {plan.source} → {plan.target}"
@@ -724,6 +749,7 @@ class Reconciler:
     async def _withdraw(self, ctx: _Ctx, exc: CloudError) -> float | None:
         operation = ctx.status.pop("operation", {})
         self.slots.release(ctx.key)
+        self._track(ctx, in_flight=False)
         delay = self._retry_delay(exc)
         await self._event(
             ctx,
@@ -757,7 +783,12 @@ class Reconciler:
         spec: ReplicationGroupSpec,
         cloud: CloudAPI,
         observation: planning.Observation,
+        *,
+        refresh: tuple[Hashable, list[str]] | None = None,
     ) -> float | None:
+        """Follow the operation in flight. ``refresh`` (cache key, zones) means the observation came from
+        the shared listing: enough to see progress or the end, but the group is read afresh before a
+        request is counted lost (and maybe sent again)."""
         try:
             OperationStatus.model_validate(ctx.old_status["operation"])
         except ValidationError as exc:
@@ -774,7 +805,7 @@ class Reconciler:
                 "OperationUnreadable",
                 f"status.operation could not be read and was dropped ({problems}); planning from the cloud's state",
             )
-            return await self._plan_and_act(ctx, spec, cloud, observation)
+            return await self._plan_and_act(ctx, spec, cloud, observation, refresh=refresh)
         operation = dict(ctx.old_status["operation"])
         ctx.status["operation"] = operation
         self.slots.adopt(ctx.key)
@@ -809,14 +840,23 @@ class Reconciler:
                 operation["state"] = "InProgress"
                 operation.setdefault("acceptedAt", _iso(ctx.now))
             await self._write(ctx, self._moving(ctx))
-            return self._poll_delay(ctx.now - started)
+            return self._next_poll(ctx, started)
 
         # No sign of the change yet. Within the grace period that is normal (the cloud takes ~10 s to react).
         since = accepted or requested
         waited = (ctx.now - since).total_seconds()
         if waited < self.settings.lost_request_grace:
             await self._write(ctx, self._moving(ctx))
-            return min(self._poll_delay(ctx.now - started), self.settings.lost_request_grace - waited + 0.05)
+            return min(self._next_poll(ctx, started), self.settings.lost_request_grace - waited + 0.05)
+        if refresh is not None:
+            # About to count the request lost: that is decided on the group's own fresh read.
+            key, zones = refresh
+            try:
+                group = await self.cache.fetch(key, cloud, spec.group_id)
+            except CloudError as exc:
+                return await self._observe_failed(ctx, spec, exc)
+            ctx.seen_age = 0.0
+            return await self._advance(ctx, spec, cloud, self._record_observation(ctx, group, zones))
 
         attempts = int(operation.get("attempts") or 1)
         if attempts >= self.settings.max_request_attempts:
@@ -883,6 +923,15 @@ class Reconciler:
         grow: float = self.settings.poll_interval * (1.5 ** max(0.0, elapsed.total_seconds() / 10))
         return min(self.settings.poll_max_interval, grow)
 
+    def _next_poll(self, ctx: _Ctx, started: datetime) -> float:
+        """When to look again. A view from the shared listing was already ``seen_age`` old, so come back
+        when it is one poll delay old, just as the next LIST is due: the cloud finishing is then seen
+        within one poll delay, as with a GET of its own."""
+        delay = self._poll_delay(ctx.now - started)
+        if ctx.seen_age <= 0:
+            return delay
+        return max(0.05, delay - ctx.seen_age + 0.01)
+
     def _moving(self, ctx: _Ctx) -> _Verdict:
         operation = ctx.status["operation"]
         phase = _ACTION_PHASE.get(planning.Action(operation["action"]), "Pending")
@@ -928,6 +977,7 @@ class Reconciler:
             )
         await self._write(ctx, verdict)
         self.slots.release(ctx.key)
+        self._track(ctx, in_flight=False)
         self.metrics.operations_in_flight(self.slots.in_use)
         self.metrics.operation_finished(str(action), result, finished["durationSeconds"])
         await self._event(

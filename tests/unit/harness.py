@@ -264,6 +264,39 @@ class Stage:
             self.clock.advance(delay)
         raise AssertionError(f"{name} did not settle in {max_steps} steps; status={self.status(name)}")
 
+    async def run(
+        self,
+        names: list[str],
+        *,
+        seconds: float,
+        after_step: Callable[[str], None] | None = None,
+        first_in: Mapping[str, float] | None = None,
+    ) -> None:
+        """The work queue, simulated for several resources: reconcile whichever is due next, passing time;
+        a ``Crash`` restarts the operator, which then lists (and so reconciles) everything at once.
+        ``after_step(name)`` is called after each reconcile that returned; ``first_in`` delays a resource's
+        first reconcile by that many seconds."""
+        due = {name: self.clock() + (first_in or {}).get(name, 0.0) for name in names}
+        deadline = self.clock() + seconds
+        while self.clock() < deadline:
+            name = min(names, key=lambda n: due[n])
+            if due[name] > self.clock():
+                self.clock.advance(due[name] - self.clock())
+            try:
+                delay = await self.step(name)
+            except Crash:
+                self.restart()
+                due = dict.fromkeys(names, self.clock())
+                continue
+            if after_step is not None:
+                after_step(name)
+            if self.slots.in_use < self.settings.max_concurrent_operations:
+                # What OperationSlots' wake-up does for the real queue: waiters look again when a slot frees.
+                for other in names:
+                    if self.condition("Ready", other) and self.status(other).get("plan", {}).get("blockers"):
+                        due[other] = min(due[other], self.clock())
+            due[name] = self.clock() + (delay if delay is not None else self.settings.resync_interval)
+
     def status(self, name: str = "orders") -> dict[str, Any]:
         return dict(self.kube.get(name).get("status") or {})
 

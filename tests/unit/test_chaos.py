@@ -18,9 +18,10 @@ import logging
 from collections import Counter
 
 import pytest
-from harness import PROJECT, REVERSE, Crash, Stage, resource
+from harness import PROJECT, REVERSE, Stage, resource
 
 GROUPS = [f"00000000-0000-0000-0000-{i:012d}" for i in range(8)]
+NAMES = [f"g{i}" for i in range(len(GROUPS))]
 AZS = ("az1.dc1", "az2.dc2")
 
 FAULTS = {
@@ -55,29 +56,6 @@ def _stage(seed: int) -> Stage:
     return stage
 
 
-async def _run(stage: Stage, *, seconds: float) -> None:
-    """The work queue, simulated: reconcile whichever resource is due next; a crash restarts everything."""
-    names = [f"g{i}" for i in range(len(GROUPS))]
-    due = dict.fromkeys(names, stage.clock())
-    deadline = stage.clock() + seconds
-    while stage.clock() < deadline:
-        name = min(names, key=lambda n: due[n])
-        if due[name] > stage.clock():
-            stage.clock.advance(due[name] - stage.clock())
-        try:
-            delay = await stage.step(name)
-        except Crash:
-            stage.restart()
-            due = dict.fromkeys(names, stage.clock())  # a new process lists everything at once
-            continue
-        if stage.slots.in_use < stage.settings.max_concurrent_operations:
-            # What OperationSlots' wake-up does for the real queue: waiters look again when a slot frees.
-            for other in names:
-                if stage.condition("Ready", other) and stage.status(other).get("plan", {}).get("blockers"):
-                    due[other] = min(due[other], stage.clock())
-        due[name] = stage.clock() + (delay if delay is not None else stage.settings.resync_interval)
-
-
 def _processed_reverses(stage: Stage) -> Counter[str]:
     return Counter(r["group"] for r in stage.sim.requests() if r["action"] == REVERSE and r["status"] == 200)
 
@@ -96,10 +74,10 @@ async def test_rounds_of_flips_under_faults_and_crashes(
             stage.kube.edit_spec(f"g{i}", primaryAZ=target)
         stage.sim.set_faults({**FAULTS[fault], "seed": seed * 100 + round_})
         stage.kube.crash_rate = 0.08
-        await _run(stage, seconds=400)
+        await stage.run(NAMES, seconds=400)
         stage.sim.clear_faults()
         stage.kube.crash_rate = 0.0
-        await _run(stage, seconds=600)
+        await stage.run(NAMES, seconds=600)
         for i in range(len(GROUPS)):
             status = stage.status(f"g{i}")
             assert status.get("currentPrimaryAZ") == target, f"g{i} round {round_}: {status}"

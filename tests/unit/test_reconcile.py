@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
-from harness import FAILOVER, GROUP, GROUP2, REPROTECT, REVERSE, Stage, resource
+from harness import FAILOVER, GROUP, GROUP2, PROJECT, REPROTECT, REVERSE, Stage, resource
 
 from azswitch.reconcile import ANNOTATION_APPROVE, ANNOTATION_RECONCILE, ANNOTATION_RETRY, OperationSlots
 
@@ -514,6 +514,91 @@ async def test_groups_in_flight_are_polled_with_their_own_get() -> None:
     await stage.step()
     assert stage.sim.count("GET", SHOW) == 1
     assert stage.sim.count("GET", LIST) == 0
+
+
+def _fleet(n: int, **settings: Any) -> tuple[Stage, list[str]]:
+    groups = [f"00000000-0000-0000-0000-{i:012d}" for i in range(n)]
+    stage = Stage(
+        groups=[
+            {
+                "projectID": PROJECT,
+                "id": gid,
+                "name": f"g{i}",
+                "availabilityZones": ["az1.dc1", "az2.dc2"],
+                "primaryAZ": "az1.dc1",
+                "replicationStatus": "active",
+            }
+            for i, gid in enumerate(groups)
+        ],
+        **settings,
+    )
+    for i, gid in enumerate(groups):
+        stage.kube.create(resource(name=f"g{i}", group=gid, primary="az1.dc1"))
+    return stage, groups
+
+
+async def test_operations_in_flight_together_are_polled_by_one_list_per_interval() -> None:
+    # An evacuation: four groups move at once. Polling each with its own GET would cost four requests per
+    # poll interval; one shared LIST serves them all, and each still sees its group finish within one
+    # poll interval (poll_max_interval), exactly as with a GET of its own.
+    stage, groups = _fleet(4)
+    names = [f"g{i}" for i in range(len(groups))]
+    for name in names:
+        await stage.settle(name)
+    for name in names:
+        stage.kube.edit_spec(name, primaryAZ="az2.dc2")
+    stage.sim.clear_requests()
+    seen_done: dict[str, float] = {}
+
+    def note(name: str) -> None:
+        if name not in seen_done and stage.status(name).get("lastOperation", {}).get("result") == "Succeeded":
+            seen_done[name] = stage.clock()
+
+    # Started out of step, as a real work queue would: the shared polls must still see each group's end
+    # within one poll interval.
+    offsets = {name: 0.3 * i for i, name in enumerate(names)}
+    await stage.run(names, seconds=60, after_step=note, first_in=offsets)
+    posts = {r["group"]: r["time"] for r in stage.sim.requests() if r["action"] == REVERSE}
+    assert sorted(posts) == sorted(groups), "exactly one switchover per group"
+    assert stage.reverses() == len(groups)
+    cloud_time = 20 + 5  # the harness's switchoverSeconds + copyingSeconds
+    for name, gid in zip(names, groups, strict=True):
+        assert stage.status(name)["currentPrimaryAZ"] == "az2.dc2"
+        late = seen_done[name] - (posts[gid] + cloud_time)
+        assert 0 <= late <= stage.settings.poll_max_interval + 0.05, (name, late)
+    # One GET per group, just before its request (never send on a cached view); the polls are LISTs.
+    gets = [r for r in stage.sim.requests() if r["template"] == SHOW]
+    assert len(gets) <= len(groups) + 1, [(r["group"], r["time"]) for r in gets]
+    lists = stage.sim.count("GET", LIST)
+    assert 0 < lists <= cloud_time / stage.settings.poll_interval + 5
+    assert lists < cloud_time / stage.settings.poll_max_interval * len(groups) / 2
+
+
+async def test_a_lost_request_is_judged_on_a_fresh_read_not_the_shared_listing() -> None:
+    # Two operations in flight share the listing. One request was lost; when the grace period ends, the
+    # listing (read a moment ago) still shows that group untouched, but someone has since switched it by
+    # hand. Re-sending on the listing's word would swap it back; a fresh GET sees it done.
+    stage = Stage(timings={"switchoverSeconds": 120}, lost_request_grace=30)
+    stage.kube.create(resource(name="orders", primary="az2.dc2"))
+    stage.kube.create(resource(name="payments", group=GROUP2, primary="az2.dc2"))
+    stage.sim.set_faults(
+        {"drop": {"count": 1, "when": "before"}, "match": {"method": "POST", "pathContains": GROUP}}
+    )
+    await stage.step("orders")
+    await stage.step("payments")
+    assert stage.status("orders")["operation"]["state"] == "Requested"
+    assert stage.status("payments")["operation"]["state"] == "InProgress"
+    stage.sim.clear_faults()
+    stage.clock.advance(31)
+    await stage.step("payments")  # refreshes the shared listing: orders is still untouched at az1
+    stage.sim.set_primary(GROUP, "az2.dc2")  # a person switches it in the console
+    stage.clock.advance(0.1)
+    stage.sim.clear_requests()
+    await stage.step("orders")
+    assert [r["template"] for r in stage.sim.requests()] == [SHOW], stage.sim.requests()
+    assert stage.reverses() == 0, "never re-sent"
+    assert stage.status("orders")["currentPrimaryAZ"] == "az2.dc2"
+    assert stage.status("orders")["lastOperation"]["result"] == "Succeeded"
 
 
 async def test_two_resources_naming_one_group_never_both_act() -> None:
