@@ -589,6 +589,28 @@ async def test_throttling_answers_429_with_retry_after_then_recovers(
     assert answers[0].json()["error_code"] == "APIGW.0308"
 
 
+async def test_rate_limit_is_a_token_bucket_per_project(
+    connect: Connect, aksk: Callable[..., AkSk], sim: Simulator, clock: ManualClock
+) -> None:
+    sim.set_faults({"rateLimit": {"perSecond": 2, "burst": 3}})
+    async with connect(auth=aksk()) as client:
+        burst = [await client.get(GROUPS) for _ in range(4)]
+        assert [r.status_code for r in burst] == [200, 200, 200, 429]
+        assert burst[3].headers["Retry-After"] == "1"
+        assert burst[3].json()["error_code"] == "APIGW.0308"
+        assert "limit:2, time:1 second" in burst[3].json()["error_msg"]
+        clock.advance(0.5)  # refills one token
+        assert [(await client.get(GROUPS)).status_code for _ in range(2)] == [200, 429]
+        clock.advance(10)  # refills to the burst, not beyond
+        assert [(await client.get(GROUPS)).status_code for _ in range(4)] == [200, 200, 200, 429]
+        # Another project has a bucket of its own (this one is not ours, so the cloud says no, but not 429).
+        other = await client.get(GROUPS.replace(PROJECT, "0" * 32))
+        assert other.status_code != 429
+    throttled = [r for r in sim.requests() if r["status"] == 429]
+    assert len(throttled) == 3
+    assert all(r["project"] == PROJECT for r in throttled)
+
+
 async def test_counted_errors_then_success(
     connect: Connect, aksk: Callable[..., AkSk], sim: Simulator
 ) -> None:

@@ -376,14 +376,18 @@ class Simulator:
             if self.faults.take_drop("before"):
                 record["dropped"] = True
                 return SimResponse(0, drop=True)
-            retry_after = self.faults.take_throttle()
+            retry_after, limit = self.faults.take_throttle(), 10.0
+            if retry_after is None and self.faults.spec and self.faults.spec.rate_limit:
+                limit = self.faults.spec.rate_limit.per_second
+                wait = self.faults.take_rate(str(record["project"] or "iam"), self.clock.now())
+                retry_after = None if wait is None else max(1.0, wait)
             if retry_after is not None:
                 record["status"] = 429
                 return _gateway_response(
                     429,
                     THROTTLED,
                     "The throttling threshold has been reached: policy user over ratelimit, "
-                    "limit:10, time:1 second",
+                    f"limit:{limit:g}, time:1 second",
                     request_id,
                     **{"Retry-After": str(math.ceil(retry_after))},
                 )

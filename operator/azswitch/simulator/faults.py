@@ -1,4 +1,4 @@
-"""Injected misbehaviour: latency, dropped connections, throttling and server errors.
+"""Injected misbehaviour: latency, dropped connections, throttling, a rate limit and server errors.
 
 The operator's retry, backoff and "outcome unknown" paths only run when the cloud misbehaves, so tests
 switch misbehaviour on through ``POST /_sim/faults`` (or ``Simulator.set_faults``). One fault set is active
@@ -6,8 +6,13 @@ at a time; setting a new one replaces it. Counted faults (``count``) fire on tha
 and then stop; ``count: null`` fires on every matching request until the faults are cleared. Random errors
 (``errorRate``) draw from a seedable RNG so a failing test can be replayed.
 
-Order per matching request: latency, drop "before", throttle, error, then the real handling, then drop
-"after". A "before" drop never reaches the cloud; an "after" drop changes the cloud and loses the answer.
+``rateLimit`` is the API gateway's limit ("over ratelimit, limit:N, time:1 second"): a token bucket per
+project (IAM calls share one), refilled at ``perSecond`` up to ``burst``; a request that finds it empty gets
+429 with Retry-After rounded up to whole seconds, and does not reach the cloud.
+
+Order per matching request: latency, drop "before", throttle, rate limit, error, then the real handling,
+then drop "after". A "before" drop never reaches the cloud; an "after" drop changes the cloud and loses
+the answer.
 """
 
 from __future__ import annotations
@@ -25,6 +30,11 @@ class _Model(BaseModel):
 class Throttle(_Model):
     count: int | None = Field(1, ge=0, description="How many matching requests get 429; null = all.")
     retry_after: float = Field(2.0, alias="retryAfter", ge=0, description="Retry-After header, seconds.")
+
+
+class RateLimit(_Model):
+    per_second: float = Field(alias="perSecond", gt=0, le=100_000, description="Refill, requests/second.")
+    burst: int = Field(1, ge=1, le=100_000, description="Bucket size: requests allowed at once.")
 
 
 class Drop(_Model):
@@ -45,6 +55,7 @@ class FaultSpec(_Model):
     error_count: int = Field(0, alias="errorCount", ge=0, description="The next N matching requests fail.")
     error_status: int = Field(503, alias="errorStatus", ge=400, le=599)
     throttle: Throttle | None = None
+    rate_limit: RateLimit | None = Field(None, alias="rateLimit")
     latency_seconds: float = Field(0.0, alias="latencySeconds", ge=0, le=600)
     drop: Drop | None = None
     match: Match = Field(default_factory=Match)
@@ -73,15 +84,18 @@ class Faults:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.spec: FaultSpec | None = None
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, when counted)
 
     def set(self, spec: FaultSpec) -> None:
         # Counters are consumed in place, so keep a private copy.
         self.spec = spec.model_copy(deep=True)
+        self._buckets.clear()
         if spec.seed is not None:
             self.rng.seed(spec.seed)
 
     def clear(self) -> None:
         self.spec = None
+        self._buckets.clear()
 
     def describe(self) -> dict[str, Any] | None:
         return None if self.spec is None else self.spec.model_dump(by_alias=True)
@@ -116,6 +130,20 @@ class Faults:
         if throttle.count is not None:
             throttle.count -= 1
         return throttle.retry_after
+
+    def take_rate(self, key: str, now: float) -> float | None:
+        """If ``key``'s bucket is empty at steady time ``now``, the seconds until it holds a token again (the
+        request is throttled); otherwise take a token and return None."""
+        limit = self.spec.rate_limit if self.spec else None
+        if limit is None:
+            return None
+        tokens, counted = self._buckets.get(key, (float(limit.burst), now))
+        tokens = min(float(limit.burst), tokens + max(0.0, now - counted) * limit.per_second)
+        if tokens >= 1.0:
+            self._buckets[key] = (tokens - 1.0, now)
+            return None
+        self._buckets[key] = (tokens, now)
+        return (1.0 - tokens) / limit.per_second
 
     def take_error(self) -> int | None:
         """The status of an injected error for this request, else None."""
