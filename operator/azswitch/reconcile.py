@@ -361,7 +361,7 @@ class Reconciler:
                 group, ctx.seen_age = await self.cache.group(cache_key, cloud, spec.group_id, max_age)
             zones = _trusted_zones(ctx.old_status, group.priority_station, spec)
             if zones is None:
-                zones = await cloud.discover_availability_zones(spec.group_id)
+                zones = await cloud.discover_availability_zones(spec.group_id, group=group)
         except CloudError as exc:
             return await self._observe_failed(ctx, spec, exc)
 

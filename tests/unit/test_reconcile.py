@@ -494,6 +494,17 @@ async def test_idle_groups_share_one_list_and_make_no_get() -> None:
         assert stage.sim.count("GET", SHOW) == 0
 
 
+async def test_adopting_a_group_costs_the_shared_list_one_pair_and_its_volumes() -> None:
+    # The AZ pair is learnt once, from the group as just read: no second read of the group itself.
+    stage = Stage()
+    stage.kube.create(resource(primary="az1.dc1"))
+    await stage.step()
+    assert stage.status()["availabilityZones"] == ["az1.dc1", "az2.dc2"]
+    assert stage.sim.count("GET", LIST) == 1
+    assert stage.sim.count("GET", SHOW) == 0
+    assert len(stage.sim.requests()) == 4, stage.sim.requests()  # LIST + pair + two volumes
+
+
 async def test_reconcile_request_annotation_reads_the_group_afresh() -> None:
     stage = Stage()
     stage.kube.create(resource(primary="az1.dc1"))

@@ -149,8 +149,11 @@ class CloudAPI(Protocol):
 
     async def list_groups(self, **filters: str) -> list[ConsistencyGroup]: ...
 
-    async def discover_availability_zones(self, group_id: str) -> list[str]:
-        """The group's AZs (sorted), learnt from its replication pairs and their volumes."""
+    async def discover_availability_zones(
+        self, group_id: str, *, group: ConsistencyGroup | None = None
+    ) -> list[str]:
+        """The group's AZs (sorted), learnt from its replication pairs and their volumes; pass the group if
+        it was just read, to save reading it again."""
         ...
 
     async def switchover(self, group_id: str) -> None: ...

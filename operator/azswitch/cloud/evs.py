@@ -167,9 +167,13 @@ class EvsClient:
             params.append((wire, value))
         return tuple(params)
 
-    async def discover_availability_zones(self, group_id: str) -> list[str]:
-        """The group's two AZs, sorted: group → replication pairs → their volumes → ``availability_zone``."""
-        group = await self.get_group(group_id)
+    async def discover_availability_zones(
+        self, group_id: str, *, group: ConsistencyGroup | None = None
+    ) -> list[str]:
+        """The group's two AZs, sorted: group → replication pairs → their volumes → ``availability_zone``.
+        A ``group`` just read (a GET or the shared listing) saves one request: adoption is 3 reads, not 4."""
+        if group is None or group.id != group_id:
+            group = await self.get_group(group_id)
         if not group.replication_ids:
             raise CloudRejected(
                 f"group {group_id} has no replication pairs, so its availability zones cannot be learnt",

@@ -130,7 +130,8 @@ Replication pairs and volumes
 Faults
   * One fault set at a time (``POST`` replaces). Order: latency, drop ``before``, throttle, rate limit,
     error, handling, drop ``after``. ``rateLimit: {perSecond, burst}`` is a token bucket per project, as
-    the API gateway's "limit:N, time:1 second"; an empty bucket answers 429 with Retry-After ≥ 1 s. Counted faults fire on the next N *matching* requests (``count: null`` = until cleared);
+    the API gateway's "limit:N, time:1 second"; an empty bucket answers 429 with Retry-After ≥ 1 s.
+    Counted faults fire on the next N *matching* requests (``count: null`` = until cleared);
     ``errorRate`` draws from an RNG seeded by ``rng_seed`` (or ``"seed"`` in the fault document).
   * A drop over aiohttp aborts the TCP connection without a response; through the httpx transport it raises
     ``httpx.RemoteProtocolError``. A drop ``after`` has already changed the cloud.
