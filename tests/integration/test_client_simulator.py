@@ -395,7 +395,6 @@ async def test_discover_availability_zones_via_pairs_and_volumes(
     assert cloud.counts() == counts
 
 
-
 async def test_discovery_reuses_a_group_just_read(cloud: Cloud) -> None:
     client = cloud.client()
     group = await client.get_group(ORDERS)
@@ -404,6 +403,7 @@ async def test_discovery_reuses_a_group_just_read(cloud: Cloud) -> None:
     # A group that is not the one asked about is not trusted: it is read.
     assert await client.discover_availability_zones(REPORTS, group=group) == [AZ1, AZ3]
     assert cloud.counts() == {SHOW: 2, SHOW_PAIR: 3, SHOW_VOLUME: 6}
+
 
 #: A lifecycle step: an action to send, or seconds to fast-forward; then the group must show
 #: (status, replication_status, priority_station).
