@@ -8,6 +8,10 @@ copy of the resource. The shape is controller-runtime's: latest object per key, 
 
 Our own status writes come back as watch events. They do not trigger a reconcile (the reconciler already
 knows what it wrote); changes to the spec (generation), the annotations, or a new object do.
+
+The queue has two lanes. Resources with an operation in flight, and those just handed a free operation slot
+(``urgent``), go before everything else: when an evacuation patches 500 specs at once, the hundreds of
+"wait for a slot" reconciles must not delay seeing a running switchover finish, or starting the next one.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 logger = logging.getLogger("azswitch.controller")
 
 Key = tuple[str, str]
+_URGENT, _NORMAL = 0, 1
 ReconcileFn = Callable[[Mapping[str, Any]], Awaitable[float | None]]
 
 
@@ -33,6 +38,11 @@ def _trigger(body: Mapping[str, Any]) -> tuple[Any, ...]:
         tuple(sorted(annotations.items())),
         meta.get("deletionTimestamp"),
     )
+
+
+def _in_flight(body: Mapping[str, Any]) -> bool:
+    status = body.get("status")
+    return isinstance(status, Mapping) and isinstance(status.get("operation"), Mapping)
 
 
 def _group_of(body: Mapping[str, Any] | None) -> str | None:
@@ -58,8 +68,10 @@ class Controller:
         # spec.groupID -> the resources naming it, so that two claims on one cloud group are seen at once.
         self._by_group: dict[str, set[Key]] = {}
         self._triggers: dict[Key, tuple[Any, ...]] = {}
-        self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._queued: set[Key] = set()
+        self._queue: asyncio.PriorityQueue[tuple[int, int, Key]] = asyncio.PriorityQueue()
+        self._queued: dict[Key, int] = {}  # key -> the lane it waits in
+        self._seq = 0  # FIFO within a lane
+        self._urgent_after: set[Key] = set()  # dirty keys that were asked for urgently
         self._active: set[Key] = set()
         self._dirty: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
@@ -119,16 +131,24 @@ class Controller:
                 self.enqueue(other)
             keys.add(key)
 
-    def enqueue(self, key: Key) -> None:
-        if key not in self._objects:
+    def enqueue(self, key: Key, *, urgent: bool = False) -> None:
+        body = self._objects.get(key)
+        if body is None:
             return
         if key in self._active:
             # Being reconciled now: run once more right after, on the newest copy.
             self._dirty.add(key)
+            if urgent:
+                self._urgent_after.add(key)
             return
-        if key not in self._queued:
-            self._queued.add(key)
-            self._queue.put_nowait(key)
+        lane = _URGENT if urgent or _in_flight(body) else _NORMAL
+        queued = self._queued.get(key)
+        if queued is not None and queued <= lane:
+            return
+        # New, or moving up a lane: the entry left in the slower lane is skipped when it comes out.
+        self._queued[key] = lane
+        self._seq += 1
+        self._queue.put_nowait((lane, self._seq, key))
 
     def enqueue_after(self, key: Key, delay: float) -> None:
         if delay <= 0:
@@ -179,8 +199,10 @@ class Controller:
 
     async def _work(self) -> None:
         while True:
-            key = await self._queue.get()
-            self._queued.discard(key)
+            lane, _, key = await self._queue.get()
+            if self._queued.get(key) != lane:
+                continue  # a stale entry: the key moved up a lane (and ran) since
+            del self._queued[key]
             body = self._objects.get(key)
             if body is None:
                 continue
@@ -206,6 +228,8 @@ class Controller:
                 self._active.discard(key)
             if key in self._dirty:
                 self._dirty.discard(key)
-                self.enqueue(key)
+                urgent = key in self._urgent_after
+                self._urgent_after.discard(key)
+                self.enqueue(key, urgent=urgent)
             elif delay is not None:
                 self.enqueue_after(key, delay)

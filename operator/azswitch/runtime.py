@@ -89,7 +89,7 @@ class Runtime:
     def _wake(self, keys: list[str]) -> None:
         for key in keys:
             namespace, _, name = key.partition("/")
-            self.controller.enqueue((namespace, name))
+            self.controller.enqueue((namespace, name), urgent=True)
 
     async def start(self) -> None:
         self._metrics_server = self.metrics.start_server(self.settings.metrics_port)
