@@ -605,18 +605,12 @@ class Reconciler:
                 _Verdict("Ready", ("True", "InSync", plan.message or f"primary is {observation.primary_az}")),
                 requeue=self._resync(),
             )
-        if plan.executable and refresh is not None:
-            key, zones = refresh
-            try:
-                group = await self.cache.fetch(key, cloud, spec.group_id)
-            except CloudError as exc:
-                return await self._observe_failed(ctx, spec, exc)
-            observation = self._record_observation(ctx, group, zones)
-            return await self._plan_and_act(ctx, spec, cloud, observation)
         if not plan.executable:
             if any(b.reason == "ConcurrencyLimit" for b in plan.blockers):
                 self.slots.wait(ctx.key)
             return await self._blocked(ctx, plan)
+        # The slot is taken before the fresh read, so that when many groups plan at once (an evacuation)
+        # only as many read the cloud as can start; a slot not used is given back by _finish (settle).
         if not self.slots.try_acquire(ctx.key):
             # The cap filled between planning and here; the controller wakes us when a slot frees.
             return await self._finish(
@@ -624,6 +618,14 @@ class Reconciler:
                 _Verdict("Pending", ("False", "ConcurrencyLimit", "waiting for a free operation slot")),
                 requeue=self._resync(),
             )
+        if refresh is not None:
+            key, zones = refresh
+            try:
+                group = await self.cache.fetch(key, cloud, spec.group_id)
+            except CloudError as exc:
+                return await self._observe_failed(ctx, spec, exc)
+            observation = self._record_observation(ctx, group, zones)
+            return await self._plan_and_act(ctx, spec, cloud, observation)
         return await self._start(ctx, spec, cloud, plan, attempts=1, operation_id=str(uuid.uuid4()))
 
     def _failure_holds(self, ctx: _Ctx, last: Mapping[str, Any]) -> bool:

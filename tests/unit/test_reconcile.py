@@ -6,6 +6,7 @@ in the simulator's log: exactly one switchover per move, and none when nothing m
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -702,6 +703,55 @@ async def test_groups_waiting_for_a_slot_cost_the_cloud_nothing() -> None:
     stage.clock.advance(1)
     await stage.step("payments")
     assert stage.sim.count("GET", SHOW, None) == 0
+
+
+async def test_groups_planning_at_once_read_the_cloud_only_as_far_as_slots_allow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Many workers plan at the same moment (an evacuation's first second): each sees a free slot on the
+    # shared listing. The slot is taken before the fresh GET, so the others stop there instead of each
+    # reading the cloud only to find the cap full; the one with the slot sends exactly one request.
+    stage, groups = _fleet(4, max_concurrent_operations=1)
+    names = [f"g{i}" for i in range(len(groups))]
+    for name in names:
+        await stage.settle(name)
+        stage.kube.edit_spec(name, primaryAZ="az2.dc2")
+    stage.sim.clear_requests()
+    # A real cloud call suspends the reconcile; the in-process simulator must too, or nothing interleaves.
+    handle = stage.sim.handle
+
+    async def answer_later(*args: Any) -> Any:
+        await asyncio.sleep(0)
+        return await handle(*args)
+
+    monkeypatch.setattr(stage.sim, "handle", answer_later)
+    await asyncio.gather(*(stage.step(name) for name in names))
+    assert stage.reverses() == 1
+    assert stage.sim.count("GET", SHOW) == 1, [
+        r["group"] for r in stage.sim.requests() if r["template"] == SHOW
+    ]
+    waiting = [n for n in names if "operation" not in stage.status(n)]
+    assert len(waiting) == 3
+    for name in waiting:
+        assert stage.condition("Ready", name)["reason"] == "ConcurrencyLimit"
+    assert stage.slots.in_use == 1
+
+
+async def test_a_slot_taken_for_a_start_that_turns_out_unneeded_is_given_back() -> None:
+    # The shared listing says the group must move, but the fresh read before sending shows it already where
+    # the spec wants it (switched by hand a moment ago): nothing is sent, and the slot is free at once.
+    stage, groups = _fleet(2, max_concurrent_operations=1)
+    for name in ("g0", "g1"):
+        await stage.settle(name)
+        stage.kube.edit_spec(name, primaryAZ="az2.dc2")
+    stage.sim.set_primary(groups[0], "az2.dc2")
+    await stage.step("g0")
+    assert stage.reverses() == 0
+    assert stage.condition("Ready", "g0")["status"] == "True"
+    assert stage.slots.in_use == 0
+    await stage.step("g1")
+    assert stage.reverses() == 1
+    assert stage.status("g1")["operation"]["action"] == "Switchover"
 
 
 def test_a_woken_waiter_leaves_the_line() -> None:
