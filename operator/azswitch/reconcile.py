@@ -514,6 +514,16 @@ class Reconciler:
             ctx.status["currentPrimaryAZ"] = group.priority_station
         return observation
 
+    async def _read_fresh(
+        self, ctx: _Ctx, cloud: CloudAPI, group_id: str, refresh: tuple[Hashable, list[str]]
+    ) -> planning.Observation:
+        """The group's own GET, in place of a view from the shared listing (before anything is decided
+        that a stale view could make wrong)."""
+        key, zones = refresh
+        group = await self.cache.fetch(key, cloud, group_id)
+        ctx.seen_age = 0.0
+        return self._record_observation(ctx, group, zones)
+
     async def _observe_failed(self, ctx: _Ctx, spec: ReplicationGroupSpec, exc: CloudError) -> float | None:
         if isinstance(exc, GroupNotFound):
             return await self._stall(
@@ -619,12 +629,10 @@ class Reconciler:
                 requeue=self._resync(),
             )
         if refresh is not None:
-            key, zones = refresh
             try:
-                group = await self.cache.fetch(key, cloud, spec.group_id)
+                observation = await self._read_fresh(ctx, cloud, spec.group_id, refresh)
             except CloudError as exc:
                 return await self._observe_failed(ctx, spec, exc)
-            observation = self._record_observation(ctx, group, zones)
             return await self._plan_and_act(ctx, spec, cloud, observation)
         return await self._start(ctx, spec, cloud, plan, attempts=1, operation_id=str(uuid.uuid4()))
 
@@ -852,13 +860,11 @@ class Reconciler:
             return min(self._next_poll(ctx, started), self.settings.lost_request_grace - waited + 0.05)
         if refresh is not None:
             # About to count the request lost: that is decided on the group's own fresh read.
-            key, zones = refresh
             try:
-                group = await self.cache.fetch(key, cloud, spec.group_id)
+                observation = await self._read_fresh(ctx, cloud, spec.group_id, refresh)
             except CloudError as exc:
                 return await self._observe_failed(ctx, spec, exc)
-            ctx.seen_age = 0.0
-            return await self._advance(ctx, spec, cloud, self._record_observation(ctx, group, zones))
+            return await self._advance(ctx, spec, cloud, observation)
 
         attempts = int(operation.get("attempts") or 1)
         if attempts >= self.settings.max_request_attempts:
