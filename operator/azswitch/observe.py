@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
-from azswitch.cloud.api import CloudAPI, ConsistencyGroup
+from azswitch.cloud.api import MAX_PAGE_SIZE, CloudAPI, ConsistencyGroup
 
 
 @dataclass
@@ -51,6 +51,12 @@ class GroupCache:
             # Not in the listing (created since, or the cloud's list lags): ask for it directly.
             return await self.fetch(key, cloud, group_id), 0.0
         return entry[1], max(0.0, self._clock() - entry[0])
+
+    def list_cost(self, key: Hashable) -> int:
+        """Requests one refresh of ``key``'s listing takes: a page per 1,000 groups, and a full last page
+        needs one more, empty, page to be known as the last (1 if never listed)."""
+        listing = self._listings.get(key)
+        return 1 if listing is None else len(listing.groups) // MAX_PAGE_SIZE + 1
 
     async def fetch(self, key: Hashable, cloud: CloudAPI, group_id: str) -> ConsistencyGroup:
         """A fresh GET, remembered for the group's next idle check."""

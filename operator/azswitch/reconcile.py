@@ -424,11 +424,12 @@ class Reconciler:
         """How old the shared listing may be for this look at the group; None: GET the group alone.
 
         A person's explicit request (approve, retry, reconcile-requested-at) is answered from a fresh read.
-        A lone operation in flight is polled with its own GET; when two or more are in flight under one
-        listing key (an evacuation), each reads the listing at most one poll interval old, so the project
-        costs one LIST per interval instead of a GET per group per interval, and the rate limit is left for
-        starting the next groups. Everything else (drift checks, new specs, waits) reads the listing too, so
-        a thousand idle groups cost one request, not a thousand. Nothing is ever *sent* on a cached view:
+        Operations in flight are polled with their own GETs while they are few; once more are in flight
+        under one listing key than a LIST of it costs requests (pages), as in an evacuation, each reads the
+        listing at most one poll interval old, so the project costs one LIST per interval instead of a GET
+        per group per interval, and the rate limit is left for starting the next groups. Everything else
+        (drift checks, new specs, waits) reads the listing too, so a thousand idle groups cost one request,
+        not a thousand. Nothing is ever *sent* on a cached view:
         ``_plan_and_act`` and ``_advance`` GET the group first.
         """
         asked = tuple(sorted((k, v) for k, v in ctx.annotations.items() if k in _PERSON_ANNOTATIONS))
@@ -438,7 +439,8 @@ class Reconciler:
             return None
         operation = ctx.old_status.get("operation")
         if isinstance(operation, Mapping):
-            if sum(1 for key in self._in_flight.values() if key == cache_key) < 2:
+            polled = sum(1 for key in self._in_flight.values() if key == cache_key)
+            if polled <= self.cache.list_cost(cache_key):
                 return None
             started = _parse_time(operation.get("startedAt")) or ctx.now
             return self._poll_delay(ctx.now - started)

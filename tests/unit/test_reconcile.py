@@ -528,7 +528,8 @@ async def test_groups_in_flight_are_polled_with_their_own_get() -> None:
     assert stage.sim.count("GET", LIST) == 0
 
 
-def _fleet(n: int, **settings: Any) -> tuple[Stage, list[str]]:
+def _fleet(n: int, *, resources: int | None = None, **settings: Any) -> tuple[Stage, list[str]]:
+    """``n`` groups in one project, and a resource ``g<i>`` for the first ``resources`` (all) of them."""
     groups = [f"00000000-0000-0000-0000-{i:012d}" for i in range(n)]
     stage = Stage(
         groups=[
@@ -544,7 +545,7 @@ def _fleet(n: int, **settings: Any) -> tuple[Stage, list[str]]:
         ],
         **settings,
     )
-    for i, gid in enumerate(groups):
+    for i, gid in enumerate(groups[:resources]):
         stage.kube.create(resource(name=f"g{i}", group=gid, primary="az1.dc1"))
     return stage, groups
 
@@ -584,6 +585,29 @@ async def test_operations_in_flight_together_are_polled_by_one_list_per_interval
     lists = stage.sim.count("GET", LIST)
     assert 0 < lists <= cloud_time / stage.settings.poll_interval + 5
     assert lists < cloud_time / stage.settings.poll_max_interval * len(groups) / 2
+
+
+async def test_shared_polling_starts_only_where_it_costs_less_than_gets() -> None:
+    # 1,500 groups in the project: one LIST is two pages. Two operations in flight are cheaper to poll
+    # with two GETs; from the third on, the two-page LIST wins.
+    stage, _ = _fleet(1500, resources=3)
+    for name in ("g0", "g1", "g2"):
+        await stage.settle(name)
+
+    async def poll(names: list[str]) -> tuple[int, int]:
+        stage.sim.clear_requests()
+        stage.clock.advance(1)
+        for name in names:
+            await stage.step(name)
+        return stage.sim.count("GET", SHOW), stage.sim.count("GET", LIST)
+
+    for name in ("g0", "g1"):
+        stage.kube.edit_spec(name, primaryAZ="az2.dc2")
+        await stage.step(name)
+    assert await poll(["g0", "g1"]) == (2, 0)
+    stage.kube.edit_spec("g2", primaryAZ="az2.dc2")
+    await stage.step("g2")
+    assert await poll(["g0", "g1", "g2"]) == (0, 2)
 
 
 async def test_a_lost_request_is_judged_on_a_fresh_read_not_the_shared_listing() -> None:

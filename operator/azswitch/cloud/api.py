@@ -20,6 +20,8 @@ from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 TRANSITIONAL_STATUSES = frozenset({"creating", "updating", "deleting", "reversing", "failovering"})
 #: Group statuses that mean the last lifecycle step failed.
 ERROR_STATUSES = frozenset({"error", "error_reversing", "error_failovering", "error_deleting"})
+#: The most groups one LIST page returns (evs_04_2051: ``limit`` 1 to 1000, default 1000).
+MAX_PAGE_SIZE = 1000
 
 
 def _lenient_datetime(value: Any) -> datetime | None:

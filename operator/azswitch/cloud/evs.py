@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 import pydantic
 
-from azswitch.cloud.api import CloudAPI, ConsistencyGroup, ReplicationPair, Volume
+from azswitch.cloud.api import MAX_PAGE_SIZE, CloudAPI, ConsistencyGroup, ReplicationPair, Volume
 from azswitch.cloud.ratelimit import RateLimiter
 from azswitch.cloud.retry import RetryPolicy
 from azswitch.cloud.transport import Call, CloudSession, RequestHook, json_object
@@ -31,7 +31,6 @@ _GROUPS = "os-vendor-replication-consistency-groups"
 LIST_FILTERS = frozenset(
     {"name", "status", "priority_station", "volume_id", "sort_key", "sort_dir", "changes-since"}
 )
-MAX_PAGE_SIZE = 1000
 
 #: The action keys of evs_04_2054…2058; each is sent as ``{key: null}``.
 SWITCHOVER = "os-reverse-replication-consistency-group"
