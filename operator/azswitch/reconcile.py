@@ -721,6 +721,19 @@ class Reconciler:
             ),
         )
         self._track(ctx, in_flight=True)
+
+        send = {
+            planning.Action.SWITCHOVER: cloud.switchover,
+            planning.Action.FAILOVER: cloud.failover,
+            planning.Action.REPROTECT: cloud.reprotect,
+        }[action]
+        failure: CloudError | None = None
+        try:
+            await send(spec.group_id)
+        except CloudError as exc:
+            failure = exc
+        # The Event comes after the request (still before its outcome's), so that in an evacuation the next
+        # group's start never waits on an informational write.
         if attempts == 1:
             await self._event(
                 ctx, "Normal", f"{action}Started", f"{action} {operation_id}: {plan.source} → {plan.target}"
@@ -729,26 +742,8 @@ class Reconciler:
             await self._event(
                 ctx, "Warning", "RequestResent", f"{action} {operation_id}: attempt {attempts} (earlier lost)"
             )
-
-        send = {
-            planning.Action.SWITCHOVER: cloud.switchover,
-            planning.Action.FAILOVER: cloud.failover,
-            planning.Action.REPROTECT: cloud.reprotect,
-        }[action]
-        try:
-            await send(spec.group_id)
-        except (CloudThrottled, CloudUnavailable) as exc:
-            if isinstance(exc, CloudThrottled) or exc.status is None:
-                # Refused before it reached the backend: nothing happened, so the intent can be withdrawn.
-                return await self._withdraw(ctx, exc)
-            return await self._unknown(ctx, exc)
-        except OutcomeUnknown as exc:
-            return await self._unknown(ctx, exc)
-        except CloudAuthError as exc:
-            self.invalidate_credentials(ctx.namespace, spec.cloud.credentials_secret_ref.name)
-            return await self._end(ctx, "Failed", f"the cloud refused the credentials: {exc}")
-        except CloudError as exc:
-            return await self._end(ctx, "Failed", f"the cloud rejected the request: {exc}")
+        if failure is not None:
+            return await self._send_failed(ctx, spec, failure)
 
         ctx.status["operation"] = {
             **ctx.status["operation"],
@@ -757,6 +752,20 @@ class Reconciler:
         }
         await self._write(ctx, self._moving(ctx))
         return self.settings.poll_interval
+
+    async def _send_failed(self, ctx: _Ctx, spec: ReplicationGroupSpec, exc: CloudError) -> float | None:
+        """What a failed send means for the journaled operation."""
+        if isinstance(exc, (CloudThrottled, CloudUnavailable)) and (
+            isinstance(exc, CloudThrottled) or exc.status is None
+        ):
+            # Refused before it reached the backend: nothing happened, so the intent can be withdrawn.
+            return await self._withdraw(ctx, exc)
+        if isinstance(exc, (CloudUnavailable, OutcomeUnknown)):
+            return await self._unknown(ctx, exc)
+        if isinstance(exc, CloudAuthError):
+            self.invalidate_credentials(ctx.namespace, spec.cloud.credentials_secret_ref.name)
+            return await self._end(ctx, "Failed", f"the cloud refused the credentials: {exc}")
+        return await self._end(ctx, "Failed", f"the cloud rejected the request: {exc}")
 
     async def _withdraw(self, ctx: _Ctx, exc: CloudError) -> float | None:
         operation = ctx.status.pop("operation", {})
