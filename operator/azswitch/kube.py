@@ -106,15 +106,24 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
 
 
 class OfficialClientKube:
-    """``KubeAPI`` over the official ``kubernetes`` client."""
+    """``KubeAPI`` over the official ``kubernetes`` client.
 
-    def __init__(self, api_client: k8s.ApiClient) -> None:
+    Every call has a timeout (the client has none by default): a connection the apiserver never answers
+    must fail the call, to be retried like any unavailability, not block the resource's reconcile (and a
+    worker thread) forever. A status write that timed out may still have landed; the intent journal makes
+    that safe (nothing is sent unless the write is known to have succeeded).
+    """
+
+    def __init__(self, api_client: k8s.ApiClient, *, timeout: float = 30.0) -> None:
         self._core = k8s.CoreV1Api(api_client)
         self._custom = k8s.CustomObjectsApi(api_client)
+        self._timeout = (min(5.0, timeout), timeout)  # (connect, read) seconds
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
         try:
-            secret = await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
+            secret = await asyncio.to_thread(
+                self._core.read_namespaced_secret, name, namespace, _request_timeout=self._timeout
+            )
         except Exception as exc:
             if isinstance(exc, ApiException) and exc.status == 404:
                 return None
@@ -148,6 +157,7 @@ class OfficialClientKube:
                 PLURAL,
                 name,
                 body,
+                _request_timeout=self._timeout,
             )
         except Exception as exc:
             status = exc.status if isinstance(exc, ApiException) else None
@@ -190,7 +200,9 @@ class OfficialClientKube:
             reporting_instance=COMPONENT,
         )
         try:
-            await asyncio.to_thread(self._core.create_namespaced_event, namespace, event)
+            await asyncio.to_thread(
+                self._core.create_namespaced_event, namespace, event, _request_timeout=self._timeout
+            )
         except Exception as exc:
             # Events are best effort: losing one must never fail a reconcile (status is the record).
             logger.warning(

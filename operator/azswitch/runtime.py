@@ -55,7 +55,7 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.api_client = api_client
-        self.kube = kube or OfficialClientKube(api_client)
+        self.kube = kube or OfficialClientKube(api_client, timeout=settings.kube_timeout)
         self.metrics = Metrics()
         self._metrics_server: MetricsServer | None = None
         self.connections = CloudConnections(

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
         30.0, ge=0, description="Seconds credentials read from a Secret are cached."
     )
     workers: int = Field(20, ge=1, le=1000, description="Resources reconciled concurrently.")
+    kube_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="Seconds a Kubernetes API call (status write, Secret read, event) may take before it "
+        "counts as failed and is retried.",
+    )
 
     # Observability.
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")

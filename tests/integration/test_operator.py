@@ -81,6 +81,9 @@ class World:
             lost_request_grace=2.0,
             credentials_ttl=0,
             metrics_port=0,
+            # A status write caught in flight when a test stops the operator (and with it kmock's loop)
+            # fails after this long instead of holding the loop's shutdown (see test_kube_client.py).
+            kube_timeout=5,
         )
 
     @contextlib.asynccontextmanager
