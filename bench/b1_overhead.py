@@ -262,7 +262,7 @@ def b1(bench: Bench, args: Any) -> Report:
         verdict(p99_post, 1),
     )
     report.add("  patch → first GET of the group (s)", dist(to_first_get), "", "")
-    report.add("  last GET → POST (journal write, event) (s)", dist(get_to_post), "", "")
+    report.add("  last GET → POST (the journal write) (s)", dist(get_to_post), "", "")
     report.add(
         "spec patch → Ready, p50 / p99 (s)",
         f"{percentile(e2e, 50):.3f} / {percentile(e2e, 99):.3f}",
