@@ -36,12 +36,7 @@ def main() -> int:
     parser.add_argument("--projects", type=int, default=1, help="cloud projects they spread over (default 1)")
     parser.add_argument("--measure", type=float, default=180, help="idle seconds measured (default 180)")
     parser.add_argument("--resync", type=float, default=60, help="AZSWITCH_RESYNC_INTERVAL (default 60)")
-    parser.add_argument(
-        "--adopt-rate-limit",
-        type=float,
-        default=1000,
-        help="AZSWITCH_RATE_LIMIT while adopting (default 1000)",
-    )
+    common.add_adoption_arguments(parser)
     args = parser.parse_args()
     return common.run("b2", args, lambda bench: b2(bench, args))
 

@@ -57,12 +57,7 @@ def main() -> int:
         help="stop the evacuation after this many seconds and extrapolate (default 1.5 x ideal + 60)",
     )
     parser.add_argument("--dump", type=Path, help="write the request log and Ready times (JSON) here")
-    parser.add_argument(
-        "--adopt-rate-limit",
-        type=float,
-        default=1000,
-        help="AZSWITCH_RATE_LIMIT while adopting (default 1000)",
-    )
+    common.add_adoption_arguments(parser)
     args = parser.parse_args()
     return common.run("b3", args, lambda bench: b3(bench, args))
 

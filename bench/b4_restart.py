@@ -36,12 +36,7 @@ CHANGED = "active-stopped"
 def main() -> int:
     parser = common.base_parser(__doc__.splitlines()[0], timeout=900)
     parser.add_argument("--groups", type=int, default=1000, help="ReplicationGroups (default 1000)")
-    parser.add_argument(
-        "--adopt-rate-limit",
-        type=float,
-        default=1000,
-        help="AZSWITCH_RATE_LIMIT while adopting (default 1000)",
-    )
+    common.add_adoption_arguments(parser)
     args = parser.parse_args()
     return common.run("b4", args, lambda bench: b4(bench, args))
 
