@@ -21,6 +21,7 @@ how to get one. ``-m "not e2e"`` deselects it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -191,6 +192,12 @@ class E2E:
                 **spec,
             },
         }
+
+    def patch_spec(self, namespace: str, name: str, **fields: Any) -> None:
+        """``kubectl patch --type merge`` of spec fields, as a person or DR automation would."""
+        self.kubectl.run(
+            "patch", "rg", name, "-n", namespace, "--type", "merge", "-p", json.dumps({"spec": fields})
+        )
 
     def rg(self, namespace: str, name: str) -> dict[str, Any]:
         obj: dict[str, Any] = self.kubectl.json("get", "replicationgroup", name, "-n", namespace)

@@ -148,17 +148,7 @@ def test_flip_switches_over_exactly_once_with_events(e2e: E2E, ns: str, secret: 
         first = watch.get(timeout=30)
         assert first is not None, "kubectl get --watch printed nothing"
         seen.append(first)
-        e2e.kubectl.run(
-            "patch",
-            "rg",
-            "orders-db",
-            "-n",
-            ns,
-            "--type",
-            "merge",
-            "-p",
-            f'{{"spec":{{"primaryAZ":"{AZ2}"}}}}',
-        )
+        e2e.patch_spec(ns, "orders-db", primaryAZ=AZ2)
         deadline = time.monotonic() + OPERATION_TIMEOUT
         while not succeeded_for_generation(seen[-1]):
             e2e.check_operator()
@@ -205,17 +195,7 @@ def test_kill_9_mid_switchover_resumes_without_resending(e2e: E2E, ns: str, secr
     # Timings are global in the simulator: only this test's switchover starts while they are slow.
     e2e.sim.set_timings(switchoverSeconds=SLOW_SWITCHOVER_SECONDS)
     try:
-        e2e.kubectl.run(
-            "patch",
-            "rg",
-            "orders-db",
-            "-n",
-            ns,
-            "--type",
-            "merge",
-            "-p",
-            f'{{"spec":{{"primaryAZ":"{AZ2}"}}}}',
-        )
+        e2e.patch_spec(ns, "orders-db", primaryAZ=AZ2)
         e2e.wait(lambda: e2e.sim.reverses(group) == 1, "the switchover request to reach the cloud")
         e2e.env.kill_operator()
     finally:
@@ -264,9 +244,7 @@ def test_dry_run_publishes_the_plan_and_calls_nothing_mutating(e2e: E2E, ns: str
     assert e2e.sim.group(group)["primaryAZ"] == AZ1
 
     # The published plan is what happens once dryRun is switched off.
-    e2e.kubectl.run(
-        "patch", "rg", "orders-db", "-n", ns, "--type", "merge", "-p", '{"spec":{"dryRun":false}}'
-    )
+    e2e.patch_spec(ns, "orders-db", dryRun=False)
     e2e.wait_rg(ns, "orders-db", succeeded_for_generation, "the planned switchover to succeed")
     assert e2e.sim.reverses(group) == 1
 
