@@ -71,9 +71,8 @@ class Controller:
         self._queue: asyncio.PriorityQueue[tuple[int, int, Key]] = asyncio.PriorityQueue()
         self._queued: dict[Key, int] = {}  # key -> the lane it waits in
         self._seq = 0  # FIFO within a lane
-        self._urgent_after: set[Key] = set()  # dirty keys that were asked for urgently
         self._active: set[Key] = set()
-        self._dirty: set[Key] = set()
+        self._dirty: dict[Key, bool] = {}  # changed while being reconciled -> asked for urgently
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._error_backoff: dict[Key, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -137,9 +136,7 @@ class Controller:
             return
         if key in self._active:
             # Being reconciled now: run once more right after, on the newest copy.
-            self._dirty.add(key)
-            if urgent:
-                self._urgent_after.add(key)
+            self._dirty[key] = self._dirty.get(key, False) or urgent
             return
         lane = _URGENT if urgent or _in_flight(body) else _NORMAL
         queued = self._queued.get(key)
@@ -227,9 +224,6 @@ class Controller:
             finally:
                 self._active.discard(key)
             if key in self._dirty:
-                self._dirty.discard(key)
-                urgent = key in self._urgent_after
-                self._urgent_after.discard(key)
-                self.enqueue(key, urgent=urgent)
+                self.enqueue(key, urgent=self._dirty.pop(key))
             elif delay is not None:
                 self.enqueue_after(key, delay)
