@@ -194,8 +194,9 @@ class _Ctx:
     now: datetime
     observation: planning.Observation | None = None
     plan: planning.Plan | None = None
-    # How old the observation is: 0 for the group's own GET, more when it came from the shared listing.
-    seen_age: float = 0.0
+    # How old the observation was when it came from the shared listing; None: it is the group's own GET,
+    # the only view anything is sent (or a request counted lost) on.
+    seen_age: float | None = None
     # The shared listing this resource's group belongs to: (endpoint, project, access key).
     listing_key: Hashable | None = None
 
@@ -353,7 +354,7 @@ class Reconciler:
         cache_key = ctx.listing_key = (endpoint, spec.cloud.project_id, credentials.access_key)
         in_flight = isinstance(ctx.old_status.get("operation"), Mapping)
         self._track(ctx, in_flight=in_flight)
-        max_age = self._max_age(ctx, cache_key)
+        max_age = self._max_age(ctx)
         try:
             if max_age is None:
                 group = await self.cache.fetch(cache_key, cloud, spec.group_id)
@@ -369,10 +370,9 @@ class Reconciler:
         ctx.status["availabilityZones"] = list(zones)
         observation = self._record_observation(ctx, group, zones)
 
-        refresh = (cache_key, zones) if max_age is not None else None
         if in_flight:
-            return await self._advance(ctx, spec, cloud, observation, refresh=refresh)
-        return await self._plan_and_act(ctx, spec, cloud, observation, refresh=refresh)
+            return await self._advance(ctx, spec, cloud, observation)
+        return await self._plan_and_act(ctx, spec, cloud, observation)
 
     # ------------------------------------------------------------------ observation
 
@@ -420,7 +420,7 @@ class Reconciler:
         else:
             self._in_flight.pop(ctx.key, None)
 
-    def _max_age(self, ctx: _Ctx, cache_key: Hashable) -> float | None:
+    def _max_age(self, ctx: _Ctx) -> float | None:
         """How old the shared listing may be for this look at the group; None: GET the group alone.
 
         A person's explicit request (approve, retry, reconcile-requested-at) is answered from a fresh read.
@@ -439,8 +439,8 @@ class Reconciler:
             return None
         operation = ctx.old_status.get("operation")
         if isinstance(operation, Mapping):
-            polled = sum(1 for key in self._in_flight.values() if key == cache_key)
-            if polled <= self.cache.list_cost(cache_key):
+            polled = sum(1 for key in self._in_flight.values() if key == ctx.listing_key)
+            if polled <= self.cache.list_cost(ctx.listing_key):
                 return None
             started = _parse_time(operation.get("startedAt")) or ctx.now
             return self._poll_delay(ctx.now - started)
@@ -517,14 +517,13 @@ class Reconciler:
         return observation
 
     async def _read_fresh(
-        self, ctx: _Ctx, cloud: CloudAPI, group_id: str, refresh: tuple[Hashable, list[str]]
+        self, ctx: _Ctx, cloud: CloudAPI, group_id: str, listed: planning.Observation
     ) -> planning.Observation:
-        """The group's own GET, in place of a view from the shared listing (before anything is decided
-        that a stale view could make wrong)."""
-        key, zones = refresh
-        group = await self.cache.fetch(key, cloud, group_id)
-        ctx.seen_age = 0.0
-        return self._record_observation(ctx, group, zones)
+        """The group's own GET, in place of the view ``listed`` from the shared listing (before anything is
+        decided that a stale view could make wrong)."""
+        group = await self.cache.fetch(ctx.listing_key, cloud, group_id)
+        ctx.seen_age = None
+        return self._record_observation(ctx, group, list(listed.availability_zones))
 
     async def _observe_failed(self, ctx: _Ctx, spec: ReplicationGroupSpec, exc: CloudError) -> float | None:
         if isinstance(exc, GroupNotFound):
@@ -577,11 +576,9 @@ class Reconciler:
         spec: ReplicationGroupSpec,
         cloud: CloudAPI,
         observation: planning.Observation,
-        *,
-        refresh: tuple[Hashable, list[str]] | None = None,
     ) -> float | None:
-        """Plan and, if allowed, start. ``refresh`` (cache key, zones) means the observation came from the
-        shared listing and must be re-read with a GET before anything is sent."""
+        """Plan and, if allowed, start. An observation from the shared listing (``ctx.seen_age`` set) is
+        re-read with a GET before anything is sent."""
         last = ctx.old_status.get("lastOperation")
         if isinstance(last, Mapping) and self._failure_holds(ctx, last):
             reason = "OperationTimedOut" if last.get("result") == "TimedOut" else "OperationFailed"
@@ -630,9 +627,9 @@ class Reconciler:
                 _Verdict("Pending", ("False", "ConcurrencyLimit", "waiting for a free operation slot")),
                 requeue=self._resync(),
             )
-        if refresh is not None:
+        if ctx.seen_age is not None:
             try:
-                observation = await self._read_fresh(ctx, cloud, spec.group_id, refresh)
+                observation = await self._read_fresh(ctx, cloud, spec.group_id, observation)
             except CloudError as exc:
                 return await self._observe_failed(ctx, spec, exc)
             return await self._plan_and_act(ctx, spec, cloud, observation)
@@ -804,12 +801,10 @@ class Reconciler:
         spec: ReplicationGroupSpec,
         cloud: CloudAPI,
         observation: planning.Observation,
-        *,
-        refresh: tuple[Hashable, list[str]] | None = None,
     ) -> float | None:
-        """Follow the operation in flight. ``refresh`` (cache key, zones) means the observation came from
-        the shared listing: enough to see progress or the end, but the group is read afresh before a
-        request is counted lost (and maybe sent again)."""
+        """Follow the operation in flight. An observation from the shared listing (``ctx.seen_age`` set) is
+        enough to see progress or the end, but the group is read afresh before a request is counted lost
+        (and maybe sent again)."""
         try:
             OperationStatus.model_validate(ctx.old_status["operation"])
         except ValidationError as exc:
@@ -826,7 +821,7 @@ class Reconciler:
                 "OperationUnreadable",
                 f"status.operation could not be read and was dropped ({problems}); planning from the cloud's state",
             )
-            return await self._plan_and_act(ctx, spec, cloud, observation, refresh=refresh)
+            return await self._plan_and_act(ctx, spec, cloud, observation)
         operation = dict(ctx.old_status["operation"])
         ctx.status["operation"] = operation
         self.slots.adopt(ctx.key)
@@ -869,10 +864,10 @@ class Reconciler:
         if waited < self.settings.lost_request_grace:
             await self._write(ctx, self._moving(ctx))
             return min(self._next_poll(ctx, started), self.settings.lost_request_grace - waited + 0.05)
-        if refresh is not None:
+        if ctx.seen_age is not None:
             # About to count the request lost: that is decided on the group's own fresh read.
             try:
-                observation = await self._read_fresh(ctx, cloud, spec.group_id, refresh)
+                observation = await self._read_fresh(ctx, cloud, spec.group_id, observation)
             except CloudError as exc:
                 return await self._observe_failed(ctx, spec, exc)
             return await self._advance(ctx, spec, cloud, observation)
@@ -947,7 +942,7 @@ class Reconciler:
         when it is one poll delay old, just as the next LIST is due: the cloud finishing is then seen
         within one poll delay, as with a GET of its own."""
         delay = self._poll_delay(ctx.now - started)
-        if ctx.seen_age <= 0:
+        if not ctx.seen_age:  # the group's own GET (or a listing read this very moment)
             return delay
         return max(0.05, delay - ctx.seen_age + 0.01)
 
