@@ -3,7 +3,7 @@
 Why a benchmark harness instead of timed tests: timings on a shared 2-core machine are too noisy to assert on,
 but they are exactly what an operator's users ask about ("how long after the cloud is done does the resource
 say Ready?", "how much memory for 1,000 groups?"). So each benchmark is a script that brings the product up
-as a user runs it (``azswitch.localenv``: kube-apiserver + etcd, ``azswitch simulate``, ``azswitch run``
+as a user runs it (``azswitch.dev.localenv``: kube-apiserver + etcd, ``azswitch simulate``, ``azswitch run``
 under deploy/'s RBAC), drives a scenario, measures from the outside (the apiserver's watch, the simulator's
 request log, ``/proc``), and prints a table with the machine it ran on. Nothing here asserts; a MISS is a
 finding, reported with the numbers.
@@ -42,7 +42,7 @@ from typing import Any
 import httpx
 import yaml
 
-from azswitch.localenv import LocalEnv, OperatorProcess, SimulatorProcess, free_port
+from azswitch.dev.localenv import LocalEnv, OperatorProcess, SimulatorProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "azswitch.io", "v1alpha1", "replicationgroups"
@@ -98,7 +98,7 @@ def make_fleet(namespace: str, groups: int, projects: int = 1) -> Fleet:
 
 
 def seed_document(fleet: Fleet, timings: Mapping[str, float]) -> dict[str, Any]:
-    """The simulator seed (operator/azswitch/simulator/seed.py): every group active, primary in AZ1, 1 pair."""
+    """The simulator seed (operator/azswitch/dev/simulator/seed.py): every group active, primary in AZ1, 1 pair."""
     projects = fleet.projects()
     return {
         "projects": [{"id": p, "name": f"bench-{i}"} for i, p in enumerate(projects)],

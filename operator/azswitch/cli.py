@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from azswitch.errors import ConfigError
 
@@ -68,24 +70,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "simulate":
-            from azswitch.simulator import run_forever
-
-            return run_forever(host=args.host, port=args.port, seed_path=args.seed)
+            simulator = _dev_tooling("simulator")
+            return int(simulator.run_forever(host=args.host, port=args.port, seed_path=args.seed))
         if args.command == "control-plane":
-            from azswitch import controlplane
-
             cp_args = [args.action] + (["--state-dir", str(args.state_dir)] if args.state_dir else [])
-            return controlplane.main(cp_args)
+            return int(_dev_tooling("controlplane").main(cp_args))
         if args.command == "demo":
-            from azswitch import demo
-
-            return demo.main(once=args.once)
+            return int(_dev_tooling("demo").main(once=args.once))
     except ConfigError as exc:
         print(f"azswitch: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     raise AssertionError(f"unhandled command {args.command}")
+
+
+def _dev_tooling(name: str) -> Any:
+    """A module of ``azswitch.dev``, imported only for the command that needs it (``azswitch run`` never
+    does; the container image leaves the package out)."""
+    try:
+        return importlib.import_module(f"azswitch.dev.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("azswitch.dev"):
+            raise
+        raise ConfigError(
+            f"this installation has no development tooling ({exc.name}); fix: run this command from a source "
+            "checkout (`make setup`), not from the operator's container image"
+        ) from None
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -217,6 +217,8 @@ class OperationStatus(_Status):
     attempts: int = Field(default=1, ge=1)
     generation: int | None = Field(default=None, ge=0)
     message: str | None = None
+    #: The operation handle the cloud returned (SDRS: the job id), journaled to follow it after a restart.
+    cloud_job_id: str | None = Field(default=None, alias="cloudJobID")
 
 
 class FinishedOperation(_Status):

@@ -17,30 +17,13 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
 
 from azswitch.durations import format_duration
 from azswitch.models import Phase, ReplicationGroupSpec
+from azswitch.observation import Fault, GroupState, GroupView, Replication
 
 #: The annotation whose value approves one generation when ``spec.switchover.approval`` is Manual.
 APPROVE_ANNOTATION = "azswitch.io/approve"
-
-# Copies of ``azswitch.cloud.api``'s sets (a test keeps them equal): importing that module runs the
-# ``azswitch.cloud`` package, which loads the HTTP client, and the planner must stay free of it.
-#: Group statuses during which the cloud is busy with the group and a new action must wait.
-TRANSITIONAL_STATUSES = frozenset({"creating", "updating", "deleting", "reversing", "failovering"})
-#: Group statuses that mean the last lifecycle step failed.
-ERROR_STATUSES = frozenset({"error", "error_reversing", "error_failovering", "error_deleting"})
-
-FAULT_NONE = "0"
-#: "Replication link disconnected": the cloud says no failover can be performed (cloud-api.md §2.3).
-FAULT_LINK_DOWN = "5"
-STATUS_AVAILABLE = "available"
-STATUS_FAILOVERED = "failovered"
-#: "A production disk has lost read/write permission, failover advised" (cloud-api.md §2.3).
-FAULT_FAILOVER_ADVISED = "2"
-REPLICATION_ACTIVE = "active"
-REPLICATION_COPYING = "copying"
 
 
 class Action(StrEnum):
@@ -65,49 +48,6 @@ class Blocker:
     message: str
     kind: BlockKind
     retry_at: datetime | None = None
-
-
-class GroupLike(Protocol):
-    """The fields of a cloud group the planner reads (``azswitch.cloud.api.ConsistencyGroup`` has them)."""
-
-    @property
-    def status(self) -> str: ...
-    @property
-    def replication_status(self) -> str | None: ...
-    @property
-    def fault_level(self) -> str: ...
-    @property
-    def priority_station(self) -> str | None: ...
-    @property
-    def failure_detail(self) -> str | None: ...
-
-
-@dataclass(frozen=True)
-class Observation:
-    """What the reconciler learnt from the cloud, backend-neutral (raw status strings, AZ names)."""
-
-    status: str
-    replication_status: str | None
-    fault_level: str
-    primary_az: str | None
-    availability_zones: tuple[str, ...]
-    failure_detail: str | None
-    observed_at: datetime
-
-    @classmethod
-    def from_group(
-        cls, group: GroupLike, availability_zones: tuple[str, ...] | list[str], observed_at: datetime
-    ) -> Observation:
-        """Build an observation from a cloud group (e.g. an EVS consistency group) and its discovered AZs."""
-        return cls(
-            status=group.status,
-            replication_status=group.replication_status,
-            fault_level=group.fault_level,
-            primary_az=group.priority_station,
-            availability_zones=tuple(availability_zones),
-            failure_detail=group.failure_detail,
-            observed_at=observed_at,
-        )
 
 
 @dataclass(frozen=True)
@@ -139,7 +79,7 @@ class PlanInput:
     """Everything the planner looks at; the reconciler gathers it, so that the planner needs no I/O."""
 
     spec: ReplicationGroupSpec
-    observation: Observation
+    observation: GroupView
     generation: int
     now: datetime
     #: Parsed from the annotation ``azswitch.io/approve``; ``None`` if absent or unparseable.
@@ -175,10 +115,10 @@ def plan(inp: PlanInput) -> Plan:
     if stalled:
         return Plan(Action.NONE, current, desired, stalled[0].reason, stalled[0].message, tuple(stalled))
 
-    if obs.status in TRANSITIONAL_STATUSES:
+    if obs.in_motion:
         busy = Blocker(
             "GroupBusy",
-            f"the cloud group is {obs.status}; the plan is made again when it settles",
+            f"the cloud group is {obs.cloud.status}; the plan is made again when it settles",
             BlockKind.WAIT,
         )
         return Plan(Action.NONE, current, desired, busy.reason, busy.message, (busy,))
@@ -197,7 +137,7 @@ def plan(inp: PlanInput) -> Plan:
         return Plan(Action.NONE, current, desired, unknown.reason, unknown.message, (unknown,))
 
     if current == desired:
-        if obs.status == STATUS_FAILOVERED:
+        if obs.state is GroupState.FAILED_OVER:
             candidate = _reprotect(spec, obs, current, then=None)
         else:
             return Plan(
@@ -207,13 +147,13 @@ def plan(inp: PlanInput) -> Plan:
                 "InSync",
                 f"the primary AZ is {current}, as desired; nothing to do",
             )
-    elif obs.status == STATUS_FAILOVERED:
+    elif obs.state is GroupState.FAILED_OVER:
         candidate = _reprotect(spec, obs, current, then=desired)
-    elif obs.status != STATUS_AVAILABLE:
+    elif obs.state is not GroupState.PROTECTED:
         unrecognized = Blocker(
             "UnrecognizedGroupStatus",
-            f"the cloud group's status is {obs.status!r}, which the operator does not know how to act on; "
-            "nothing is done until the group is available",
+            f"the cloud group's status is {obs.cloud.status!r}, which the operator does not know how to act "
+            "on; nothing is done until the group is protected and idle",
             BlockKind.BLOCKED,
         )
         return Plan(
@@ -227,7 +167,7 @@ def plan(inp: PlanInput) -> Plan:
     return _with_execution_gates(candidate, inp)
 
 
-def _stalled_gates(spec: ReplicationGroupSpec, obs: Observation) -> list[Blocker]:
+def _stalled_gates(spec: ReplicationGroupSpec, obs: GroupView) -> list[Blocker]:
     blockers = []
     if not obs.availability_zones:
         blockers.append(
@@ -247,21 +187,21 @@ def _stalled_gates(spec: ReplicationGroupSpec, obs: Observation) -> list[Blocker
                 BlockKind.STALLED,
             )
         )
-    if obs.fault_level == FAULT_LINK_DOWN:
+    if obs.fault is Fault.LINK_DOWN:
         blockers.append(
             Blocker(
                 "ReplicationLinkDown",
-                "the cloud reports fault level 5: the replication link is disconnected, so neither a "
+                f"the cloud reports {obs.cloud.fault_phrase}: the replication link is disconnected, so neither a "
                 "switchover nor a failover is possible; contact the cloud provider",
                 BlockKind.STALLED,
             )
         )
-    if obs.status in ERROR_STATUSES:
-        detail = f" (failure detail {obs.failure_detail})" if obs.failure_detail else ""
+    if obs.state is GroupState.ERROR:
+        detail = f" (failure detail {obs.cloud.failure_detail})" if obs.cloud.failure_detail else ""
         blockers.append(
             Blocker(
                 "CloudGroupError",
-                f"the cloud group is in status {obs.status}{detail}; repair the group in the cloud "
+                f"the cloud group is in status {obs.cloud.status}{detail}; repair the group in the cloud "
                 "(or open a ticket with the provider), the operator resumes once it is no longer in error",
                 BlockKind.STALLED,
             )
@@ -269,18 +209,18 @@ def _stalled_gates(spec: ReplicationGroupSpec, obs: Observation) -> list[Blocker
     return blockers
 
 
-def _reprotect(spec: ReplicationGroupSpec, obs: Observation, current: str, then: str | None) -> Plan:
+def _reprotect(spec: ReplicationGroupSpec, obs: GroupView, current: str, then: str | None) -> Plan:
     """A failed-over group must be reprotected before anything else, including a move back."""
     after = f"; then the switchover to {then} is planned" if then else ""
     reason = "FailedOver" if then is None else "ReprotectBeforeSwitchover"
     message = f"the group was failed over to {current} and is not protected; reprotect it{after}"
     blockers = []
-    if obs.fault_level != FAULT_NONE:
+    if obs.fault is not Fault.NONE:
         blockers.append(
             Blocker(
                 "WaitingForOldAZRecovery",
-                f"the cloud reports fault level {obs.fault_level}; a reprotect is possible only once the "
-                "old primary AZ has recovered (fault level 0)",
+                f"the cloud reports {obs.cloud.fault_phrase}; a reprotect is possible only once the "
+                "old primary AZ has recovered (no fault)",
                 BlockKind.WAIT,
             )
         )
@@ -299,8 +239,8 @@ def _reprotect(spec: ReplicationGroupSpec, obs: Observation, current: str, then:
     return Plan(Action.REPROTECT, current, current, reason, message, tuple(blockers))
 
 
-def _move(spec: ReplicationGroupSpec, obs: Observation, current: str, desired: str) -> Plan:
-    if obs.replication_status == REPLICATION_COPYING:
+def _move(spec: ReplicationGroupSpec, obs: GroupView, current: str, desired: str) -> Plan:
+    if obs.replication is Replication.COPYING:
         # Even with a fault: failing over in the middle of a resynchronisation would promote a copy that
         # is known to be inconsistent.
         wait = Blocker(
@@ -311,13 +251,13 @@ def _move(spec: ReplicationGroupSpec, obs: Observation, current: str, desired: s
         return Plan(
             Action.SWITCHOVER, current, desired, "PrimaryAZChanged", _move_message(current, desired), (wait,)
         )
-    if obs.replication_status != REPLICATION_ACTIVE or obs.fault_level != FAULT_NONE:
-        why = "PrimaryAZFaulty" if obs.fault_level != FAULT_NONE else "ReplicationNotActive"
-        state = f"replication status {obs.replication_status or 'unknown'}, fault level {obs.fault_level}"
-        # A failover only when the cloud itself advises one (fault level 2: the *primary* AZ lost its
+    if not obs.healthy:
+        why = "PrimaryAZFaulty" if obs.fault is not Fault.NONE else "ReplicationNotActive"
+        state = obs.cloud.health_phrase
+        # A failover only when the cloud itself advises one (EVS fault level 2: the *primary* AZ lost its
         # disks). Replication merely not active may mean the *target* AZ is the sick one; failing over onto
         # it would be worse than waiting.
-        if spec.failover.allowed and obs.fault_level == FAULT_FAILOVER_ADVISED:
+        if spec.failover.allowed and obs.fault is Fault.PRIMARY_FAULTY:
             return Plan(
                 Action.FAILOVER,
                 current,
@@ -328,7 +268,7 @@ def _move(spec: ReplicationGroupSpec, obs: Observation, current: str, desired: s
             )
         if spec.failover.allowed:
             advice = (
-                "a failover is only started when the cloud reports the primary AZ faulty (fault level 2); "
+                "a failover is only started when the cloud reports the primary AZ faulty (EVS fault level 2); "
                 "wait for replication to recover, or synchronise the group"
             )
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import httpx
 from kubernetes import client as k8s
@@ -83,8 +84,8 @@ class Runtime:
         self.reconciler.on_written = self.controller.written
         self.reconciler.claimants = self.controller.claimants
 
-    def client(self, endpoint: str, project_id: str, credentials: Credentials) -> CloudAPI:
-        return self.connections.client(endpoint, project_id, credentials)
+    def client(self, service: str, endpoint: str, project_id: str, credentials: Credentials) -> CloudAPI[Any]:
+        return self.connections.backend(service, endpoint, project_id, credentials)
 
     def _wake(self, keys: list[str]) -> None:
         for key in keys:

@@ -24,17 +24,8 @@ from azswitch.models import (
     FinishedOperation,
     PlanStatus,
 )
-from azswitch.plan import (
-    FAULT_LINK_DOWN,
-    FAULT_NONE,
-    REPLICATION_ACTIVE,
-    STATUS_AVAILABLE,
-    STATUS_FAILOVERED,
-    Action,
-    BlockKind,
-    Observation,
-    Plan,
-)
+from azswitch.observation import Fault, GroupState, GroupView, Replication
+from azswitch.plan import Action, BlockKind, Plan
 
 READY = "Ready"
 RECONCILING = "Reconciling"
@@ -123,59 +114,59 @@ def conditions_for(
 # --- deriving conditions from a plan (no operation in flight) ----------------------------------------------
 
 
-def replication_health(observation: Observation | None) -> StatusTriple:
+def replication_health(observation: GroupView | None) -> StatusTriple:
     """``ReplicationHealthy``: True when replication is active and the cloud reports no fault."""
     if observation is None:
         return ("Unknown", "NotObserved", "the group has not been observed yet")
-    if observation.fault_level == FAULT_LINK_DOWN:
+    facts = observation.cloud
+    if observation.fault is Fault.LINK_DOWN:
         return (
             "False",
             "ReplicationLinkDown",
-            "fault level 5: the replication link is disconnected; contact the cloud provider",
+            f"{facts.fault_phrase}: the replication link is disconnected; contact the cloud provider",
         )
-    if observation.fault_level != FAULT_NONE and observation.status == STATUS_FAILOVERED:
+    if observation.fault is not Fault.NONE and observation.state is GroupState.FAILED_OVER:
         return (
             "False",
             "OldPrimaryAZFaulty",
-            f"fault level {observation.fault_level} after a failover to {observation.primary_az}: the old "
+            f"{facts.fault_phrase} after a failover to {observation.primary_az}: the old "
             "primary AZ has not recovered, so the group cannot be reprotected yet",
         )
-    if observation.fault_level != FAULT_NONE:
+    if observation.fault is not Fault.NONE:
         return (
             "False",
             "PrimaryAZFaulty",
-            f"fault level {observation.fault_level}: a production disk in the primary AZ "
+            f"{facts.fault_phrase}: a production disk in the primary AZ "
             f"{observation.primary_az} has lost read/write access",
         )
-    if observation.replication_status != REPLICATION_ACTIVE:
+    if observation.replication is not Replication.ACTIVE:
         return (
             "False",
             "ReplicationDegraded",
-            f"replication status is {observation.replication_status or 'unknown'} "
-            f"(group status {observation.status}), not active",
+            f"replication status is {facts.replication_status or 'unknown'} "
+            f"(group status {facts.status}), not active",
         )
     return ("True", "ReplicationActive", "replication is active and the cloud reports no fault")
 
 
-def switchover_allowed(plan: Plan | None, observation: Observation | None) -> StatusTriple:
+def switchover_allowed(plan: Plan | None, observation: GroupView | None) -> StatusTriple:
     """``SwitchoverAllowed``: could the operator start a planned switchover right now?"""
     if plan is not None and plan.blockers:
         first = plan.blockers[0]
         return ("False", first.reason, first.message)
     if plan is None or observation is None:
         return ("Unknown", "NotObserved", "the group has not been observed yet")
-    if observation.status != STATUS_AVAILABLE:
+    if observation.state is not GroupState.PROTECTED:
         return (
             "False",
             "GroupNotAvailable",
-            f"the cloud group is {observation.status}; a switchover needs it available",
+            f"the cloud group is {observation.cloud.status}; a switchover needs it protected and idle",
         )
-    if observation.replication_status != REPLICATION_ACTIVE or observation.fault_level != FAULT_NONE:
+    if not observation.healthy:
         return (
             "False",
             "SwitchoverImpossible",
-            f"a planned switchover needs active replication and no fault (replication status "
-            f"{observation.replication_status or 'unknown'}, fault level {observation.fault_level})",
+            f"a planned switchover needs active replication and no fault ({observation.cloud.health_phrase})",
         )
     return ("True", "Allowed", "a planned switchover can be started now")
 
@@ -214,7 +205,7 @@ def reconciling_for(plan: Plan) -> ReasonMessage | None:
 def conditions_from_plan(
     *,
     plan: Plan,
-    observation: Observation | None,
+    observation: GroupView | None,
     generation: int,
     now: datetime,
     previous: Sequence[Condition],
@@ -250,13 +241,14 @@ def plan_status(plan: Plan) -> PlanStatus:
     )
 
 
-def cloud_observation(observation: Observation) -> CloudObservation:
-    """``status.cloud`` for an :class:`Observation`."""
+def cloud_observation(observation: GroupView) -> CloudObservation:
+    """``status.cloud``: the cloud's own values (users search its documentation for them), not ours."""
+    facts = observation.cloud
     return CloudObservation(
-        status=observation.status,
-        replication_status=observation.replication_status,
-        fault_level=observation.fault_level,
-        failure_detail=observation.failure_detail,
+        status=facts.status,
+        replication_status=facts.replication_status,
+        fault_level=facts.fault_level,
+        failure_detail=facts.failure_detail,
         observed_at=observation.observed_at,
     )
 

@@ -1,6 +1,6 @@
 """Fixtures of the end-to-end suite: the product as a user runs it, on one machine.
 
-One session brings up (see azswitch.localenv) a real kube-apiserver + etcd, or uses the cluster of an
+One session brings up (see azswitch.dev.localenv) a real kube-apiserver + etcd, or uses the cluster of an
 explicitly set ``KUBECONFIG``; installs crds/; applies deploy/'s Namespace, ServiceAccount and RBAC; runs
 the cloud simulator as an HTTP server and the operator as an ``azswitch run`` process authenticated with
 that ServiceAccount's token from the apiserver. So every passing test also proves deploy/'s RBAC is enough.
@@ -13,7 +13,7 @@ resources' YAML, their events and the group's simulator request log; the logs of
 
 Which cluster, first match (design.md section 5): a throw-away one from the envtest binaries in
 ``KUBEBUILDER_ASSETS``; the cluster of an explicitly set ``KUBECONFIG`` (no other azswitch operator may run
-there: it would act on the tests' resources too); a throw-away one from the binaries azswitch.controlplane
+there: it would act on the tests' resources too); a throw-away one from the binaries azswitch.dev.controlplane
 caches, built once (~6-9 min, with progress) when missing. When none can be had the suite skips and says
 how to get one. ``-m "not e2e"`` deselects it.
 """
@@ -35,8 +35,8 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from azswitch import controlplane
-from azswitch.localenv import (
+from azswitch.dev import controlplane
+from azswitch.dev.localenv import (
     OPERATOR_FAST_SETTINGS,
     Kubectl,
     LocalEnv,

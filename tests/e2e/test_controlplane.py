@@ -1,4 +1,4 @@
-"""End-to-end checks of azswitch.controlplane: a real etcd + kube-apiserver comes up, serves, goes away.
+"""End-to-end checks of azswitch.dev.controlplane: a real etcd + kube-apiserver comes up, serves, goes away.
 
 Every other e2e test stands on this control plane, so it is tested for real: the
 API answers through the written kubeconfig, a CRD applies, and ``down`` leaves no
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from azswitch import controlplane as cp
+from azswitch.dev import controlplane as cp
 
 pytestmark = pytest.mark.e2e
 
@@ -176,7 +176,7 @@ def test_down_leaves_no_process_and_no_state_dir(binaries: cp.Binaries, tmp_path
 
 def test_cli_up_leaves_it_running_and_down_stops_it(binaries: cp.Binaries, tmp_path: Path) -> None:
     state_dir = tmp_path / "cli-plane"
-    source_root = Path(cp.__file__).resolve().parents[1]
+    source_root = Path(cp.__file__).resolve().parents[2]
     child_env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(source_root), os.environ.get("PYTHONPATH")])),
@@ -186,7 +186,7 @@ def test_cli_up_leaves_it_running_and_down_stops_it(binaries: cp.Binaries, tmp_p
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "azswitch.controlplane", *args, "--state-dir", str(state_dir)],
+            [sys.executable, "-m", "azswitch.dev.controlplane", *args, "--state-dir", str(state_dir)],
             capture_output=True,
             text=True,
             env=child_env,

@@ -41,8 +41,8 @@ import pytest
 from conftest import AZ1, AZ2, E2E, SEED, condition_of
 from test_e2e import succeeded_for_generation
 
-from azswitch import controlplane
-from azswitch.localenv import OPERATOR_FAST_SETTINGS, REVERSE_ACTION, operator_identity_manifests
+from azswitch.dev import controlplane
+from azswitch.dev.localenv import OPERATOR_FAST_SETTINGS, REVERSE_ACTION, operator_identity_manifests
 
 pytestmark = pytest.mark.e2e
 
@@ -363,7 +363,7 @@ def test_sigkill_rounds_under_cloud_faults_switch_each_group_exactly_once_per_fl
 class Apiserver:
     """kill -9 and start again the kube-apiserver of the session's throw-away control plane.
 
-    azswitch.controlplane has no restart: this reads the pid from its state file (``status()`` checks it is
+    azswitch.dev.controlplane has no restart: this reads the pid from its state file (``status()`` checks it is
     still our process), keeps the exact command line from /proc, and afterwards records the new pid in the
     state file so that the session's ``down`` stops the new process as it would have stopped the old one.
     """

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import E2E
 
-from azswitch.localenv import (
+from azswitch.dev.localenv import (
     Kubectl,
     find_kustomize_kubectl,
     operator_identity_manifests,

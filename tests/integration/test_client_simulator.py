@@ -37,6 +37,8 @@ from azswitch.cloud import (
     RetryPolicy,
     TokenAuth,
 )
+from azswitch.dev.simulator import ManualClock, Simulator, SimulatorServer
+from azswitch.dev.simulator.clock import sdk_date
 from azswitch.errors import (
     CloudAuthError,
     CloudError,
@@ -47,8 +49,6 @@ from azswitch.errors import (
     GroupNotFound,
     OutcomeUnknown,
 )
-from azswitch.simulator import ManualClock, Simulator, SimulatorServer
-from azswitch.simulator.clock import sdk_date
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 OTHER_PROJECT = "fedcba9876543210fedcba9876543210"

@@ -19,10 +19,10 @@ import pytest
 from kube import KubeAPI, kube_api, run_operator, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
+from azswitch.dev.simulator import Simulator, SimulatorTransport
 from azswitch.handlers import build_registry
 from azswitch.runtime import Runtime
 from azswitch.settings import load_settings
-from azswitch.simulator import Simulator
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 GROUP = "91085433-9499-4a68-b2c6-35072467ccd2"
@@ -89,7 +89,7 @@ class World:
     @contextlib.asynccontextmanager
     async def operator(self) -> AsyncIterator[Runtime]:
         """One operator process; leaving the block stops it (as a restart or a crash would)."""
-        runtime = Runtime(self.settings, self.kube.api_client(), cloud_transport=self.sim.transport())
+        runtime = Runtime(self.settings, self.kube.api_client(), cloud_transport=SimulatorTransport(self.sim))
         # A generous stop timeout: a loaded CI machine must not turn a clean shutdown into a failure.
         async with run_operator(build_registry(runtime), self.kube, clusterwide=True, stop_timeout=15):
             yield runtime

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from azswitch import signing
-from azswitch.simulator import ManualClock, Simulator, SimulatorServer
-from azswitch.simulator.clock import sdk_date
+from azswitch.dev.simulator import ManualClock, Simulator, SimulatorServer, SimulatorTransport
+from azswitch.dev.simulator.clock import sdk_date
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 OTHER_PROJECT = "fedcba9876543210fedcba9876543210"
@@ -128,7 +128,7 @@ async def connect(request: pytest.FixtureRequest, sim: Simulator) -> AsyncIterat
 
     def factory(**kwargs: Any) -> httpx.AsyncClient:
         if server is None:
-            return httpx.AsyncClient(base_url=base_url, transport=sim.transport(), **kwargs)
+            return httpx.AsyncClient(base_url=base_url, transport=SimulatorTransport(sim), **kwargs)
         # Plain http on loopback: no proxies from the environment, and no TLS context to build.
         return httpx.AsyncClient(base_url=base_url, trust_env=False, verify=False, **kwargs)
 
@@ -327,7 +327,7 @@ async def test_published_vector_d_is_accepted_verbatim(clock: ManualClock) -> No
         "SignedHeaders=content-type;host;x-project-id;x-sdk-date, "
         "Signature=91e6be5f1ff460b48b605fc648c84a42f5b7fee98b2ce5aca4bc90084e12edc4",
     }
-    async with httpx.AsyncClient(transport=sim.transport()) as client:
+    async with httpx.AsyncClient(transport=SimulatorTransport(sim)) as client:
         response = await client.post(
             f"https://evs.cn-north-4.myhuaweicloud.com{GROUPS}/{GROUP}/action",
             content=b'{"os-reverse-replication-consistency-group":null}',

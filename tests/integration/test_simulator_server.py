@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from azswitch.simulator import DEMO_SEED, Simulator, run_forever, serve
-from azswitch.simulator.server import SimulatorServer
+from azswitch.dev.simulator import DEMO_SEED, Simulator, run_forever, serve
+from azswitch.dev.simulator.server import SimulatorServer
 
 OPERATOR_ROOT = Path(__file__).resolve().parents[2] / "operator"
 DEMO_GROUP = "91085433-9499-4a68-b2c6-35072467ccd2"
@@ -108,9 +108,7 @@ def test_run_forever_stops_cleanly_on_ctrl_c() -> None:
 async def serve_then_signal(signum: int) -> tuple[str, str]:
     """Start ``run_forever`` in a child, make one request, send ``signum``; return (banner, later output)."""
     env = {**os.environ, "PYTHONPATH": str(OPERATOR_ROOT)}
-    code = (
-        "import sys; from azswitch.simulator import run_forever; sys.exit(run_forever('127.0.0.1', 0, None))"
-    )
+    code = "import sys; from azswitch.dev.simulator import run_forever; sys.exit(run_forever('127.0.0.1', 0, None))"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", code, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )

@@ -17,11 +17,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azswitch.cloud import CloudConnections, RetryPolicy
+from azswitch.dev.simulator import ManualClock, Simulator, SimulatorTransport
 from azswitch.kube import KubeConflict, KubeGone, KubeUnavailable, forbidden
-from azswitch.observe import GroupCache
-from azswitch.reconcile import Credentials, OperationSlots, Reconciler
+from azswitch.reconcile import Credentials, GroupCache, OperationSlots, Reconciler
 from azswitch.settings import Settings, load_settings
-from azswitch.simulator import ManualClock, Simulator
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 GROUP = "91085433-9499-4a68-b2c6-35072467ccd2"
@@ -218,7 +217,7 @@ class Stage:
     def restart(self) -> None:
         """A new operator process: fresh slots, caches and connections; only Kubernetes and the cloud remain."""
         self.connections = CloudConnections(
-            transport=self.sim.transport(),
+            transport=SimulatorTransport(self.sim),
             retry=RetryPolicy(max_attempts=3, sleep=self.clock.sleep, clock=self.clock),
             # Real time must not pace these tests: the limiter has its own tests.
             rate=1e6,
@@ -239,8 +238,8 @@ class Stage:
     def claimants(self, group_id: str) -> list[dict[str, Any]]:
         return [o for o in self.kube.objects.values() if o["spec"].get("groupID") == group_id]
 
-    def client(self, endpoint: str, project_id: str, credentials: Credentials) -> Any:
-        return self.connections.client(endpoint, project_id, credentials)
+    def client(self, service: str, endpoint: str, project_id: str, credentials: Credentials) -> Any:
+        return self.connections.backend(service, endpoint, project_id, credentials)
 
     async def step(self, name: str = "orders") -> float | None:
         return await self.reconciler.reconcile(self.kube.get(name))

@@ -1,5 +1,5 @@
 """The one piece of the control-plane build that depends on the machine's apt configuration, checked
-without building: which entries a private deb-src list is derived from (azswitch.controlplane).
+without building: which entries a private deb-src list is derived from (azswitch.dev.controlplane).
 
 Moved here from tests/e2e/test_controlplane.py: it is pure and needs no control plane.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from azswitch import controlplane as cp
+from azswitch.dev import controlplane as cp
 
 _DEB822 = """\
 Types: deb

@@ -20,7 +20,7 @@ import pytest
 SOURCE_ROOT = Path(__file__).resolve().parents[2] / "operator"
 PACKAGE = SOURCE_ROOT / "azswitch"
 
-PURE = ("plan", "status", "models", "errors", "signing", "durations")
+PURE = ("plan", "status", "models", "observation", "errors", "signing", "durations")
 IO_LIBRARIES = ("kopf", "httpx", "kubernetes", "aiohttp")
 
 
@@ -195,10 +195,37 @@ RULES = [
         id="cloud-knows-no-kopf-or-reconciler",
     ),
     pytest.param(
-        "azswitch.simulator",
+        "azswitch.plan",
+        ("azswitch.cloud", "azswitch.reconcile"),
+        id="planner-knows-no-backend",
+    ),
+    pytest.param(
+        "azswitch.reconcile",
+        ("azswitch.cloud.evs", "azswitch.cloud.evs_models", "azswitch.cloud.evs_states", "azswitch.handlers"),
+        id="reconciler-knows-no-backend-vocabulary",
+    ),
+    pytest.param(
+        "azswitch.dev.simulator",
         ("azswitch.cloud", "azswitch.reconcile", "azswitch.handlers"),
         id="simulator-shares-nothing-with-the-client",
     ),
+]
+
+
+RUNTIME = (
+    "handlers",
+    "runtime",
+    "controller",
+    "reconcile",
+    "cloud",
+    "plan",
+    "status",
+    "observation",
+    "models",
+)
+RULES += [
+    pytest.param(f"azswitch.{name}", ("azswitch.dev",), id=f"{name}-never-imports-dev-tooling")
+    for name in RUNTIME
 ]
 
 

@@ -14,12 +14,10 @@ from typing import Any
 import pytest
 
 from azswitch.models import CONDITION_REASON_PATTERN, ReplicationGroupSpec
+from azswitch.observation import CloudFacts, Fault, GroupState, GroupView, Replication
 from azswitch.plan import (
-    ERROR_STATUSES,
-    TRANSITIONAL_STATUSES,
     Action,
     BlockKind,
-    Observation,
     Plan,
     PlanInput,
     parse_approval,
@@ -46,22 +44,30 @@ def make_spec(primary_az: str = AZ2, **overrides: Any) -> ReplicationGroupSpec:
     return ReplicationGroupSpec.model_validate(raw)
 
 
-def make_observation(**overrides: Any) -> Observation:
+#: What the cloud's own words say, quoted in messages; the planner decides on the neutral fields alone.
+RAW_FACTS = ("status", "replication_status", "fault_level", "health_status", "failure_detail")
+
+
+def make_observation(**overrides: Any) -> GroupView:
+    """A protected, healthy group primary in AZ1; ``overrides`` name neutral fields (``state``,
+    ``replication``, ``fault``, ``primary_az`` …) or the raw facts messages quote (``status``, ``fault_level`` …)."""
+    facts: dict[str, Any] = {"status": "available", "replication_status": "active", "fault_level": "0"}
+    facts.update({k: overrides.pop(k) for k in RAW_FACTS if k in overrides})
     values: dict[str, Any] = {
-        "status": "available",
-        "replication_status": "active",
-        "fault_level": "0",
+        "state": GroupState.PROTECTED,
+        "replication": Replication.ACTIVE,
+        "fault": Fault.NONE,
         "primary_az": AZ1,
         "availability_zones": (AZ1, AZ2),
-        "failure_detail": None,
         "observed_at": NOW,
+        "cloud": CloudFacts(**facts),
     }
     values.update(overrides)
-    return Observation(**values)
+    return GroupView(**values)
 
 
 def make_input(
-    spec: ReplicationGroupSpec | None = None, observation: Observation | None = None, **overrides: Any
+    spec: ReplicationGroupSpec | None = None, observation: GroupView | None = None, **overrides: Any
 ) -> PlanInput:
     values: dict[str, Any] = {
         "spec": spec or make_spec(),
@@ -90,7 +96,7 @@ class Row:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
-FAILOVERED = {"status": "failovered", "replication_status": "active-stopped"}
+FAILOVERED = {"state": GroupState.FAILED_OVER, "replication": Replication.STOPPED}
 MANUAL = {"switchover": {"approval": "Manual"}}
 COOLDOWN_10M = {"switchover": {"minInterval": "10m"}}
 
@@ -98,7 +104,13 @@ ROWS = [
     # --- nothing to do ----------------------------------------------------------------------------------
     pytest.param(Row(Action.NONE, "InSync", phase="Ready", desired=AZ1), id="aligned-in-sync"),
     pytest.param(
-        Row(Action.NONE, "InSync", phase="Ready", desired=AZ1, cloud={"fault_level": "2"}),
+        Row(
+            Action.NONE,
+            "InSync",
+            phase="Ready",
+            desired=AZ1,
+            cloud={"fault": Fault.PRIMARY_FAULTY, "fault_level": "2"},
+        ),
         id="aligned-fault-2-nothing-to-move",
     ),
     pytest.param(
@@ -129,7 +141,7 @@ ROWS = [
             (("ReplicationLinkDown", STALLED),),
             "Blocked",
             desired=AZ1,
-            cloud={"fault_level": "5"},
+            cloud={"fault": Fault.LINK_DOWN, "fault_level": "5"},
         ),
         id="fault-5-stalls-even-when-aligned",
     ),
@@ -140,7 +152,7 @@ ROWS = [
             (("ReplicationLinkDown", STALLED),),
             "Blocked",
             spec={"failover": {"allowed": True}},
-            cloud={"fault_level": "5", "replication_status": "error"},
+            cloud={"fault": Fault.LINK_DOWN, "fault_level": "5", "replication": Replication.ERROR},
         ),
         id="fault-5-no-failover-even-if-allowed",
     ),
@@ -150,7 +162,7 @@ ROWS = [
             "CloudGroupError",
             (("CloudGroupError", STALLED),),
             "Blocked",
-            cloud={"status": "error_reversing", "failure_detail": "37000212"},
+            cloud={"state": GroupState.ERROR, "status": "error_reversing", "failure_detail": "37000212"},
         ),
         id="cloud-error-status",
     ),
@@ -161,7 +173,7 @@ ROWS = [
             (("CloudGroupError", STALLED),),
             "Blocked",
             desired=AZ1,
-            cloud={"status": "error"},
+            cloud={"state": GroupState.ERROR, "status": "error"},
         ),
         id="cloud-error-status-when-aligned",
     ),
@@ -172,17 +184,33 @@ ROWS = [
             (("InvalidPrimaryAZ", STALLED), ("ReplicationLinkDown", STALLED), ("CloudGroupError", STALLED)),
             "Blocked",
             desired="az9.dc9",
-            cloud={"fault_level": "5", "status": "error_failovering"},
+            cloud={
+                "fault": Fault.LINK_DOWN,
+                "fault_level": "5",
+                "state": GroupState.ERROR,
+                "status": "error_failovering",
+            },
         ),
         id="all-stalled-gates-reported",
     ),
     # --- the cloud is busy ------------------------------------------------------------------------------
     pytest.param(
-        Row(Action.NONE, "GroupBusy", (("GroupBusy", WAIT),), cloud={"status": "reversing"}),
+        Row(
+            Action.NONE,
+            "GroupBusy",
+            (("GroupBusy", WAIT),),
+            cloud={"state": GroupState.SWITCHING, "status": "reversing"},
+        ),
         id="group-busy-reversing",
     ),
     pytest.param(
-        Row(Action.NONE, "GroupBusy", (("GroupBusy", WAIT),), desired=AZ1, cloud={"status": "updating"}),
+        Row(
+            Action.NONE,
+            "GroupBusy",
+            (("GroupBusy", WAIT),),
+            desired=AZ1,
+            cloud={"state": GroupState.BUSY, "status": "updating"},
+        ),
         id="group-busy-when-aligned",
     ),
     pytest.param(
@@ -211,9 +239,39 @@ ROWS = [
             "UnrecognizedGroupStatus",
             (("UnrecognizedGroupStatus", BLOCKED),),
             "Blocked",
-            cloud={"status": "frozen"},
+            cloud={"state": GroupState.UNKNOWN, "status": "frozen"},
         ),
         id="unrecognized-group-status",
+    ),
+    # --- neutral states EVS never reports but another backend may (the planner must not care which) ----
+    pytest.param(
+        Row(Action.NONE, "GroupBusy", (("GroupBusy", WAIT),), cloud={"state": GroupState.REPROTECTING}),
+        id="reprotecting-waits",
+    ),
+    pytest.param(
+        Row(Action.NONE, "GroupBusy", (("GroupBusy", WAIT),), cloud={"state": GroupState.FAILING_OVER}),
+        id="failing-over-waits",
+    ),
+    pytest.param(
+        Row(
+            Action.SWITCHOVER,
+            "UnrecognizedGroupStatus",
+            (("UnrecognizedGroupStatus", BLOCKED),),
+            "Blocked",
+            cloud={"state": GroupState.UNPROTECTED},
+        ),
+        id="unprotected-is-never-switched",
+    ),
+    pytest.param(
+        Row(
+            Action.SWITCHOVER,
+            "PrimaryAZFaulty",
+            (("SwitchoverImpossible", BLOCKED),),
+            "Blocked",
+            spec={"failover": {"allowed": True}},
+            cloud={"fault": Fault.DEGRADED, "fault_level": "3"},
+        ),
+        id="undocumented-fault-no-switchover-no-failover",
     ),
     # --- after a failover -------------------------------------------------------------------------------
     pytest.param(
@@ -244,7 +302,7 @@ ROWS = [
             (("WaitingForOldAZRecovery", WAIT),),
             desired=AZ1,
             spec={"failover": {"autoReprotect": True}},
-            cloud={**FAILOVERED, "fault_level": "2"},
+            cloud={**FAILOVERED, "fault": Fault.PRIMARY_FAULTY, "fault_level": "2"},
         ),
         id="aligned-failovered-fault-2-waits-for-old-az",
     ),
@@ -255,7 +313,7 @@ ROWS = [
             (("WaitingForOldAZRecovery", WAIT), ("ReprotectRequired", BLOCKED)),
             "Blocked",
             desired=AZ1,
-            cloud={**FAILOVERED, "fault_level": "2"},
+            cloud={**FAILOVERED, "fault": Fault.PRIMARY_FAULTY, "fault_level": "2"},
         ),
         id="aligned-failovered-fault-2-no-auto-reprotect",
     ),
@@ -284,7 +342,7 @@ ROWS = [
             Action.SWITCHOVER,
             "PrimaryAZChanged",
             (("ReplicationSyncing", WAIT),),
-            cloud={"replication_status": "copying"},
+            cloud={"replication": Replication.COPYING},
         ),
         id="copying-waits",
     ),
@@ -294,7 +352,7 @@ ROWS = [
             "PrimaryAZChanged",
             (("ReplicationSyncing", WAIT),),
             spec={"failover": {"allowed": True}},
-            cloud={"replication_status": "copying", "fault_level": "2"},
+            cloud={"replication": Replication.COPYING, "fault": Fault.PRIMARY_FAULTY, "fault_level": "2"},
         ),
         id="copying-with-fault-2-waits-no-failover",
     ),
@@ -304,7 +362,7 @@ ROWS = [
             "PrimaryAZFaulty",
             (("SwitchoverImpossible", BLOCKED),),
             "Blocked",
-            cloud={"fault_level": "2"},
+            cloud={"fault": Fault.PRIMARY_FAULTY, "fault_level": "2"},
         ),
         id="fault-2-failover-not-allowed",
     ),
@@ -313,7 +371,7 @@ ROWS = [
             Action.FAILOVER,
             "PrimaryAZFaulty",
             spec={"failover": {"allowed": True}},
-            cloud={"fault_level": "2"},
+            cloud={"fault": Fault.PRIMARY_FAULTY, "fault_level": "2"},
         ),
         id="fault-2-failover-allowed",
     ),
@@ -323,7 +381,7 @@ ROWS = [
             "ReplicationNotActive",
             (("SwitchoverImpossible", BLOCKED),),
             "Blocked",
-            cloud={"replication_status": "inactive"},
+            cloud={"replication": Replication.INACTIVE, "replication_status": "inactive"},
         ),
         id="replication-inactive-failover-not-allowed",
     ),
@@ -335,7 +393,7 @@ ROWS = [
             (("SwitchoverImpossible", BLOCKED),),
             "Blocked",
             spec={"failover": {"allowed": True}},
-            cloud={"replication_status": "error"},
+            cloud={"replication": Replication.ERROR},
         ),
         id="replication-error-failover-allowed-but-not-advised",
     ),
@@ -344,7 +402,7 @@ ROWS = [
             Action.FAILOVER,
             "PrimaryAZFaulty",
             spec={"failover": {"allowed": True}},
-            cloud={"replication_status": "error", "fault_level": "2"},
+            cloud={"replication": Replication.ERROR, "fault": Fault.PRIMARY_FAULTY, "fault_level": "2"},
         ),
         id="replication-error-fault-2-failover-allowed",
     ),
@@ -354,7 +412,7 @@ ROWS = [
             "ReplicationNotActive",
             (("SwitchoverImpossible", BLOCKED),),
             "Blocked",
-            cloud={"replication_status": None},
+            cloud={"replication": Replication.UNKNOWN, "replication_status": None},
         ),
         id="replication-status-missing",
     ),
@@ -492,7 +550,7 @@ ROWS = [
             (("AwaitingApproval", HOLD),),
             "AwaitingApproval",
             spec={**MANUAL, "failover": {"allowed": True}},
-            cloud={"fault_level": "2"},
+            cloud={"fault": Fault.PRIMARY_FAULTY, "fault_level": "2"},
         ),
         id="failover-needs-approval-too",
     ),
@@ -513,7 +571,7 @@ ROWS = [
             "PrimaryAZChanged",
             (("ReplicationSyncing", WAIT),),
             spec={**MANUAL, "dryRun": True},
-            cloud={"replication_status": "copying"},
+            cloud={"replication": Replication.COPYING},
         ),
         id="execution-gates-only-for-a-possible-action",
     ),
@@ -560,7 +618,7 @@ def test_reprotect_keeps_the_primary() -> None:
 
 def test_failover_goes_to_the_desired_az() -> None:
     spec = make_spec(AZ2, failover={"allowed": True})
-    result = plan(make_input(spec, make_observation(fault_level="2")))
+    result = plan(make_input(spec, make_observation(fault=Fault.PRIMARY_FAULTY, fault_level="2")))
     assert (result.action, result.source, result.target) == (Action.FAILOVER, AZ1, AZ2)
     assert "un-replicated writes" in result.message
 
@@ -579,22 +637,33 @@ def test_invalid_primary_az_lists_the_groups_azs() -> None:
 
 
 def test_link_down_says_contact_the_provider() -> None:
-    message = only_blocker(plan(make_input(observation=make_observation(fault_level="5"))))
+    message = only_blocker(
+        plan(make_input(observation=make_observation(fault=Fault.LINK_DOWN, fault_level="5")))
+    )
     assert "replication link is disconnected" in message and "contact the cloud provider" in message
 
 
 def test_cloud_error_carries_failure_detail() -> None:
-    observation = make_observation(status="error_reversing", failure_detail="37000212")
+    observation = make_observation(
+        state=GroupState.ERROR, status="error_reversing", failure_detail="37000212"
+    )
     message = only_blocker(plan(make_input(observation=observation)))
     assert "error_reversing" in message and "37000212" in message
 
 
 def test_group_busy_names_the_status() -> None:
-    assert "reversing" in only_blocker(plan(make_input(observation=make_observation(status="reversing"))))
+    assert "reversing" in only_blocker(
+        plan(make_input(observation=make_observation(state=GroupState.SWITCHING, status="reversing")))
+    )
 
 
 def test_switchover_impossible_explains_and_offers_failover() -> None:
-    observation = make_observation(replication_status="inactive", fault_level="2")
+    observation = make_observation(
+        replication=Replication.INACTIVE,
+        replication_status="inactive",
+        fault=Fault.PRIMARY_FAULTY,
+        fault_level="2",
+    )
     message = only_blocker(plan(make_input(observation=observation)))
     assert "inactive" in message and "fault level 2" in message
     assert "set spec.failover.allowed: true to permit a failover (may lose un-replicated writes)" in message
@@ -630,7 +699,7 @@ def test_cooldown_says_when_it_ends() -> None:
         pytest.param({}, {}, f"would switch the primary AZ from {AZ1} to {AZ2};", id="switchover"),
         pytest.param(
             {"failover": {"allowed": True}},
-            {"fault_level": "2"},
+            {"fault": Fault.PRIMARY_FAULTY, "fault_level": "2"},
             f"would fail over from {AZ1} to {AZ2};",
             id="failover",
         ),
@@ -666,31 +735,6 @@ def test_dry_run_says_what_would_happen(spec: dict[str, Any], cloud: dict[str, A
 )
 def test_parse_approval(value: str | None, expected: int | None) -> None:
     assert parse_approval(value) == expected
-
-
-def test_status_sets_match_the_cloud_layer() -> None:
-    # plan.py keeps copies so that it need not import the azswitch.cloud package (and with it httpx).
-    from azswitch.cloud import api
-
-    assert api.TRANSITIONAL_STATUSES == TRANSITIONAL_STATUSES
-    assert api.ERROR_STATUSES == ERROR_STATUSES
-
-
-def test_observation_from_a_cloud_group() -> None:
-    from azswitch.cloud.api import ConsistencyGroup
-
-    group = ConsistencyGroup.model_validate(
-        {
-            "id": "g1",
-            "status": "available",
-            "priority_staion": AZ2,
-            "replication_status": "active",
-            "fault_level": 2,
-            "failure_detail": "",
-        }
-    )
-    observation = Observation.from_group(group, [AZ1, AZ2], NOW)
-    assert observation == make_observation(primary_az=AZ2, fault_level="2")
 
 
 def test_plan_is_pure() -> None:

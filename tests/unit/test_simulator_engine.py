@@ -11,10 +11,18 @@ from typing import Any
 
 import pytest
 
-from azswitch.simulator import DEMO_SEED, ManualClock, SeedError, SimClock, Simulator, load_seed, parse_seed
-from azswitch.simulator.core import ControlError
-from azswitch.simulator.engine import ApiError
-from azswitch.simulator.faults import FaultError, parse_faults
+from azswitch.dev.simulator import (
+    DEMO_SEED,
+    ManualClock,
+    SeedError,
+    SimClock,
+    Simulator,
+    load_seed,
+    parse_seed,
+)
+from azswitch.dev.simulator.core import ControlError
+from azswitch.dev.simulator.engine import ApiError
+from azswitch.dev.simulator.faults import FaultError, parse_faults
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 GROUP = "91085433-9499-4a68-b2c6-35072467ccd2"

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from azswitch.models import Condition, FinishedOperation, ReplicationGroupStatus
-from azswitch.plan import Action, Blocker, BlockKind, Observation, Plan
+from azswitch.observation import CloudFacts, Fault, GroupState, GroupView, Replication
+from azswitch.plan import Action, Blocker, BlockKind, Plan
 from azswitch.status import (
     CONDITION_ORDER,
     append_history,
@@ -31,18 +32,24 @@ def by_type(conditions: list[Condition]) -> dict[str, Condition]:
     return {condition.type: condition for condition in conditions}
 
 
-def observation(**overrides: Any) -> Observation:
+RAW_FACTS = ("status", "replication_status", "fault_level", "health_status", "failure_detail")
+
+
+def observation(**overrides: Any) -> GroupView:
+    """A protected, healthy group; overrides name neutral fields or the raw facts that status quotes."""
+    facts: dict[str, Any] = {"status": "available", "replication_status": "active", "fault_level": "0"}
+    facts.update({k: overrides.pop(k) for k in RAW_FACTS if k in overrides})
     values: dict[str, Any] = {
-        "status": "available",
-        "replication_status": "active",
-        "fault_level": "0",
+        "state": GroupState.PROTECTED,
+        "replication": Replication.ACTIVE,
+        "fault": Fault.NONE,
         "primary_az": AZ1,
         "availability_zones": (AZ1, AZ2),
-        "failure_detail": None,
         "observed_at": T0,
+        "cloud": CloudFacts(**facts),
     }
     values.update(overrides)
-    return Observation(**values)
+    return GroupView(**values)
 
 
 # --- set_condition / remove_condition ----------------------------------------------------------------------
@@ -304,16 +311,20 @@ def test_conditions_from_plan(
     [
         pytest.param(None, ("Unknown", "NotObserved"), id="not-observed"),
         pytest.param({}, ("True", "ReplicationActive"), id="healthy"),
-        pytest.param({"fault_level": "5"}, ("False", "ReplicationLinkDown"), id="fault-5"),
-        pytest.param({"fault_level": "2"}, ("False", "PrimaryAZFaulty"), id="fault-2"),
-        pytest.param({"replication_status": "copying"}, ("False", "ReplicationDegraded"), id="copying"),
         pytest.param(
-            {"status": "failovered", "replication_status": "active-stopped"},
+            {"fault": Fault.LINK_DOWN, "fault_level": "5"}, ("False", "ReplicationLinkDown"), id="fault-5"
+        ),
+        pytest.param(
+            {"fault": Fault.PRIMARY_FAULTY, "fault_level": "2"}, ("False", "PrimaryAZFaulty"), id="fault-2"
+        ),
+        pytest.param({"replication": Replication.COPYING}, ("False", "ReplicationDegraded"), id="copying"),
+        pytest.param(
+            {"state": GroupState.FAILED_OVER, "replication": Replication.STOPPED},
             ("False", "ReplicationDegraded"),
             id="failed-over",
         ),
         pytest.param(
-            {"replication_status": None}, ("False", "ReplicationDegraded"), id="replication-unknown"
+            {"replication": Replication.UNKNOWN}, ("False", "ReplicationDegraded"), id="replication-unknown"
         ),
     ],
 )
@@ -326,9 +337,10 @@ def test_replication_health(cloud: dict[str, Any] | None, expected: tuple[str, s
     ("cloud", "expected"),
     [
         pytest.param({}, ("True", "Allowed"), id="healthy"),
-        pytest.param({"fault_level": "2"}, ("False", "SwitchoverImpossible"), id="fault-2"),
-        pytest.param({"replication_status": "inactive"}, ("False", "SwitchoverImpossible"), id="inactive"),
-        pytest.param({"status": "failovered"}, ("False", "GroupNotAvailable"), id="failed-over"),
+        pytest.param({"fault": Fault.PRIMARY_FAULTY}, ("False", "SwitchoverImpossible"), id="fault-2"),
+        pytest.param({"replication": Replication.INACTIVE}, ("False", "SwitchoverImpossible"), id="inactive"),
+        pytest.param({"state": GroupState.FAILED_OVER}, ("False", "GroupNotAvailable"), id="failed-over"),
+        pytest.param({"state": GroupState.UNPROTECTED}, ("False", "GroupNotAvailable"), id="unprotected"),
     ],
 )
 def test_switchover_allowed_when_nothing_is_planned(cloud: dict[str, Any], expected: tuple[str, str]) -> None:

@@ -1,12 +1,13 @@
-"""The cloud layer's public surface: the backend-neutral interface, the EVS backend and what it is built from.
+"""The cloud layer's public surface: the backend-neutral interface, the backends and what they are built from.
 
 Everything else in ``azswitch.cloud`` is an implementation detail; import from here.
 """
 
-from azswitch.cloud.api import CloudAPI, ConsistencyGroup, ReplicationPair, Volume
+from azswitch.cloud.api import CloudAPI, CloudGroup, OperationHandle
 from azswitch.cloud.auth import AkSkAuth, AkSkCredentials, TokenAuth
 from azswitch.cloud.connections import CloudConnections, Timeouts
 from azswitch.cloud.evs import EvsClient
+from azswitch.cloud.evs_models import ConsistencyGroup, ReplicationPair, Volume
 from azswitch.cloud.ratelimit import RateLimiter
 from azswitch.cloud.retry import RetryPolicy
 from azswitch.cloud.transport import RequestHook
@@ -16,8 +17,10 @@ __all__ = [
     "AkSkCredentials",
     "CloudAPI",
     "CloudConnections",
+    "CloudGroup",
     "ConsistencyGroup",
     "EvsClient",
+    "OperationHandle",
     "RateLimiter",
     "ReplicationPair",
     "RequestHook",

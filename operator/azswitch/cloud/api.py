@@ -1,167 +1,80 @@
-"""The backend-neutral cloud interface the reconciler talks to, and the wire models it returns.
+"""The backend-neutral cloud interface the reconciler talks to.
 
-The reconciler never sees HTTP: it sees ``CloudAPI`` (one implementation per backend; EVS consistency
-groups first, SDRS protection groups next) and the project's exceptions from ``azswitch.errors``. The
-models are lenient on purpose: the real API returns unknown fields, ``null`` timestamps, timestamps without
-a zone, numbers where strings are documented and a documented typo (``priority_staion``), and none of that
-may break observation.
+The reconciler never sees HTTP and never sees a backend's vocabulary: it sees ``CloudAPI`` (one implementation
+per backend, chosen by ``azswitch.cloud.registry``), the neutral ``GroupView`` each backend maps its groups
+into, and the project's exceptions from ``azswitch.errors``. The group records themselves (``G``) are opaque
+to the reconciler: it caches them, hands them back to ``availability_zones`` and ``view``, and reads their
+``id``.
+
+Reads may be retried freely by an implementation. Mutating actions are sent at most once per call: a
+transport failure after the request may have been sent raises ``OutcomeUnknown`` and the caller must observe
+the group before deciding anything. An action may return an ``OperationHandle`` (SDRS: a job id), which the
+intent journal persists so that a restart can follow the same operation; EVS actions return ``None``.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Annotated, Any, Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, TypeVar
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from azswitch.observation import GroupView
 
-#: Group statuses during which the cloud is busy with the group and a new action must wait.
-TRANSITIONAL_STATUSES = frozenset({"creating", "updating", "deleting", "reversing", "failovering"})
-#: Group statuses that mean the last lifecycle step failed.
-ERROR_STATUSES = frozenset({"error", "error_reversing", "error_failovering", "error_deleting"})
-#: The most groups one LIST page returns (evs_04_2051: ``limit`` 1 to 1000, default 1000).
+#: The most groups one LIST page returns (EVS evs_04_2051 and SDRS sdrs_05_0402: ``limit`` up to 1000).
 MAX_PAGE_SIZE = 1000
 
 
-def _lenient_datetime(value: Any) -> datetime | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        text = str(value).strip().replace(" ", "T")
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            return None
-    # The documented examples carry no zone; the cloud's clocks are UTC.
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+class CloudGroup(Protocol):
+    """What the reconciler reads of a backend's own group record."""
+
+    @property
+    def id(self) -> str: ...
 
 
-def _text_or(default: str) -> Callable[[Any], str]:
-    def convert(value: Any) -> str:
-        return default if value in (None, "") else str(value)
-
-    return convert
+G = TypeVar("G", bound=CloudGroup)
 
 
-#: A documented string that real responses may send as a number or null ("0" means no fault).
-FaultLevel = Annotated[str, BeforeValidator(_text_or("0"))]
-#: IDs are strings on the wire; a number must not fail observation.
-WireID = Annotated[str, BeforeValidator(_text_or(""))]
+@dataclass(frozen=True)
+class OperationHandle:
+    """Something an action returned that the cloud can be asked about later: SDRS's job id.
 
-
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
-
-
-class ConsistencyGroup(_Wire):
-    """A replication consistency group as shown by ``GET …/os-vendor-replication-consistency-groups/{id}``."""
-
-    id: WireID
-    name: str | None = None
-    description: str | None = None
-    status: Annotated[str, BeforeValidator(_text_or("unknown"))] = "unknown"
-    priority_station: str | None = Field(
-        default=None, validation_alias=AliasChoices("priority_station", "priority_staion")
-    )
-    replication_model: str | None = None
-    replication_status: str | None = None
-    replication_ids: list[str] = Field(default_factory=list)
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-    failure_detail: str | None = None
-    fault_level: FaultLevel = "0"
-
-    @field_validator("created_at", "updated_at", mode="before")
-    @classmethod
-    def _dates(cls, value: Any) -> datetime | None:
-        return _lenient_datetime(value)
-
-    @field_validator("failure_detail", mode="before")
-    @classmethod
-    def _failure_detail(cls, value: Any) -> str | None:
-        return None if value in (None, "") else str(value)
-
-    @field_validator("replication_ids", mode="before")
-    @classmethod
-    def _ids(cls, value: Any) -> list[str]:
-        return _id_list(value)
-
-
-class ReplicationPair(_Wire):
-    """An EVS replication pair (``os-vendor-replications``): two disks in two AZs."""
-
-    id: WireID
-    name: str | None = None
-    status: str | None = None
-    replication_consistency_group_id: str | None = None
-    volume_ids: list[str] = Field(default_factory=list)
-    priority_station: str | None = None
-    replication_status: str | None = None
-    fault_level: FaultLevel = "0"
-    failure_detail: str | None = None
-    record_metadata: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("volume_ids", mode="before")
-    @classmethod
-    def _volume_ids(cls, value: Any) -> list[str]:
-        # Documented as a comma-separated string, not an array; accept both.
-        return _id_list(value)
-
-    @field_validator("record_metadata", mode="before")
-    @classmethod
-    def _metadata(cls, value: Any) -> dict[str, Any]:
-        # Typed "Object" in the docs, a JSON-encoded string in the example.
-        if isinstance(value, str):
-            try:
-                decoded = json.loads(value)
-            except ValueError:
-                return {}
-            return decoded if isinstance(decoded, dict) else {}
-        return value if isinstance(value, dict) else {}
-
-
-class Volume(_Wire):
-    id: WireID
-    availability_zone: str | None = None
-    status: str | None = None
-
-
-def _id_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return [str(item) for item in value]
-
-
-class CloudAPI(Protocol):
-    """What the reconciler needs from a replication backend, for one (endpoint, project, credentials).
-
-    Reads may be retried freely by the implementation. Mutating actions are sent at most once per call:
-    a transport failure after the request may have been sent raises ``OutcomeUnknown`` and the caller must
-    observe the group before deciding anything.
+    Journaled as ``status.operation.cloudJobID`` in the same write that marks the operation InProgress.
     """
 
-    async def get_group(self, group_id: str) -> ConsistencyGroup: ...
+    job_id: str
 
-    async def list_groups(self, **filters: str) -> list[ConsistencyGroup]: ...
 
-    async def discover_availability_zones(
-        self, group_id: str, *, group: ConsistencyGroup | None = None
-    ) -> list[str]:
-        """The group's AZs (sorted), learnt from its replication pairs and their volumes; pass the group if
-        it was just read, to save reading it again."""
+class CloudAPI(Protocol[G]):
+    """What the reconciler needs from a replication backend, for one (endpoint, project, credentials)."""
+
+    #: The ``spec.cloud.service`` value this backend serves (``EVS``, ``SDRS``).
+    service: str
+
+    async def get_group(self, group_id: str) -> G:
+        """One group, read now."""
         ...
 
-    async def switchover(self, group_id: str) -> None: ...
+    async def list_groups(self) -> Sequence[G]:
+        """Every group of the project, all pages: the shared listing that serves idle groups."""
+        ...
 
-    async def failover(self, group_id: str) -> None: ...
+    async def availability_zones(self, group: G) -> list[str]:
+        """The group's two AZs, sorted (EVS learns them from pairs and volumes; SDRS has them on the group)."""
+        ...
 
-    async def reprotect(self, group_id: str) -> None: ...
+    def view(self, group: G, zones: Sequence[str], observed_at: datetime) -> GroupView:
+        """The group in the planner's terms (pure: the backend's state mapping)."""
+        ...
 
-    async def sync(self, group_id: str) -> None: ...
+    async def start_switchover(self, group_id: str, target_az: str) -> OperationHandle | None:
+        """Ask for a planned switchover that makes ``target_az`` the primary."""
+        ...
+
+    async def start_failover(self, group_id: str, target_az: str) -> OperationHandle | None:
+        """Ask for a failover onto ``target_az`` (may lose un-replicated writes)."""
+        ...
+
+    async def start_reprotect(self, group_id: str) -> OperationHandle | None:
+        """Ask for replication to be re-established after a failover (the primary stays)."""
+        ...

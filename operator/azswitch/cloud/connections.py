@@ -5,7 +5,8 @@ reconcile, and all clients of one (endpoint, project) must share one rate limit.
 both and closes them in ``aclose()``. A ``transport`` can be given to route everything elsewhere (the
 simulator's in-process transport in tests); it belongs to the caller and is never closed here.
 
-``CloudConnections.client(endpoint, project_id, credentials)`` is the reconciler's ``CloudFactory``.
+``CloudConnections.backend(service, endpoint, project_id, credentials)`` is the reconciler's ``CloudFactory``;
+``client()`` and ``evs()`` build the EVS client directly (its own tests use them).
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import re
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from azswitch.cloud import registry
+from azswitch.cloud.api import CloudAPI
 from azswitch.cloud.auth import AkSkAuth, AkSkCredentials
 from azswitch.cloud.evs import EvsClient
 from azswitch.cloud.ratelimit import RateLimiter
@@ -131,6 +135,19 @@ class CloudConnections:
         if key not in self._limiters:
             self._limiters[key] = RateLimiter(self._rate, self._burst)
         return self._limiters[key]
+
+    def backend(
+        self, service: str, endpoint: str, project_id: str, credentials: AkSkCredentials
+    ) -> CloudAPI[Any]:
+        """The ``service`` backend (registry) for (endpoint, project, AK/SK) over the shared client and limiter."""
+        return registry.backend(service)(
+            self.http(endpoint),
+            project_id=project_id,
+            auth=AkSkAuth.from_credentials(credentials),
+            retry=self._retry,
+            limiter=self.limiter(endpoint, project_id),
+            on_request=self._on_request,
+        )
 
     def client(self, endpoint: str, project_id: str, credentials: AkSkCredentials) -> EvsClient:
         """An ``EvsClient`` for (endpoint, project, AK/SK credentials) over the shared client and limiter."""

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import pydantic
 
-from azswitch.cloud.api import MAX_PAGE_SIZE, CloudAPI, ConsistencyGroup, ReplicationPair, Volume
+from azswitch.cloud import evs_states
+from azswitch.cloud.api import MAX_PAGE_SIZE, CloudAPI, OperationHandle
+from azswitch.cloud.evs_models import ConsistencyGroup, ReplicationPair, Volume
 from azswitch.cloud.ratelimit import RateLimiter
 from azswitch.cloud.retry import RetryPolicy
 from azswitch.cloud.transport import Call, CloudSession, RequestHook, json_object
 from azswitch.errors import CloudRejected, CloudUnavailable, ConfigError, GroupNotFound
+from azswitch.observation import GroupView
 
 logger = logging.getLogger("azswitch.cloud")
 
@@ -76,7 +81,12 @@ class EvsClient:
 
     ``http`` must have the endpoint as its ``base_url`` (``CloudConnections`` builds it so and shares it);
     ``limiter`` should be shared by every client of the same endpoint and project.
+
+    Two surfaces: the EVS API as it is (``get_group``, ``switchover`` …, what the client tests pin), and the
+    neutral ``CloudAPI`` the reconciler uses (``view``, ``start_switchover`` …), a thin layer over the first.
     """
+
+    service = "EVS"
 
     def __init__(
         self,
@@ -217,6 +227,12 @@ class EvsClient:
         data = json_object(response, operation="get_volume")
         return _model(Volume, data.get("volume"), operation="get_volume", what="volume")
 
+    async def availability_zones(self, group: ConsistencyGroup) -> list[str]:
+        return await self.discover_availability_zones(group.id, group=group)
+
+    def view(self, group: ConsistencyGroup, zones: Sequence[str], observed_at: datetime) -> GroupView:
+        return evs_states.view_of(group, zones, observed_at)
+
     # --- actions (never resent after they may have been processed; see transport.may_retry) --------------
 
     async def switchover(self, group_id: str) -> None:
@@ -230,6 +246,21 @@ class EvsClient:
 
     async def sync(self, group_id: str) -> None:
         await self._action("sync", group_id, SYNC)
+
+    # EVS's reverse and failover swap the two AZs; there is no way to name the target, so the reconciler's
+    # fresh read just before sending is what makes "to target_az" true. Nothing comes back to follow.
+
+    async def start_switchover(self, group_id: str, target_az: str) -> OperationHandle | None:
+        await self.switchover(group_id)
+        return None
+
+    async def start_failover(self, group_id: str, target_az: str) -> OperationHandle | None:
+        await self.failover(group_id)
+        return None
+
+    async def start_reprotect(self, group_id: str) -> OperationHandle | None:
+        await self.reprotect(group_id)
+        return None
 
     async def _action(self, operation: str, group_id: str, key: str) -> None:
         validate_id("group_id", group_id)
@@ -251,4 +282,4 @@ class EvsClient:
 
 if TYPE_CHECKING:
     # mypy proves here that EvsClient satisfies the CloudAPI protocol.
-    _STRUCTURAL_CHECK: type[CloudAPI] = EvsClient
+    _STRUCTURAL_CHECK: type[CloudAPI[ConsistencyGroup]] = EvsClient

@@ -18,13 +18,13 @@ import re
 import uuid
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import unquote
 
 from azswitch import signing
-from azswitch.simulator.auth import (
+from azswitch.dev.simulator.auth import (
     API_NOT_FOUND,
     BAD_GATEWAY_REQUEST,
     IAM_FORBIDDEN,
@@ -33,13 +33,11 @@ from azswitch.simulator.auth import (
     IamError,
     Identity,
 )
-from azswitch.simulator.clock import SimClock, cloud_timestamp
-from azswitch.simulator.engine import ACTION_KEYS, INTERNAL_FAILURE, ApiError, Engine, Group, bad_request
-from azswitch.simulator.faults import FaultError, Faults, FaultSpec, parse_faults
-from azswitch.simulator.seed import Seed, SeedError, load_seed, parse_seed
-
-if TYPE_CHECKING:
-    from azswitch.simulator.transport import SimulatorTransport
+from azswitch.dev.simulator.clock import SimClock, cloud_timestamp
+from azswitch.dev.simulator.engine import ACTION_KEYS, INTERNAL_FAILURE, ApiError, Engine, Group, bad_request
+from azswitch.dev.simulator.faults import FaultError, Faults, FaultSpec, parse_faults
+from azswitch.dev.simulator.seed import Seed, SeedError, load_seed, parse_seed
+from azswitch.dev.simulator.wire import SimResponse
 
 GROUPS = "/v2/{project_id}/os-vendor-replication-consistency-groups"
 GROUP = GROUPS + "/{id}"
@@ -56,19 +54,6 @@ MAX_LOG_RECORDS = 10_000
 SeedSource = Seed | Mapping[str, Any] | str | Path | None
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class SimResponse:
-    """A response, or (``drop=True``) the instruction to close the connection without one."""
-
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    drop: bool = False
-
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
 
 
 @dataclass(frozen=True)
@@ -311,12 +296,6 @@ class Simulator:
 
     def revoke_tokens(self) -> int:
         return self.identity.revoke_all()
-
-    def transport(self) -> SimulatorTransport:
-        """An ``httpx.AsyncBaseTransport`` that serves this simulator in-process."""
-        from azswitch.simulator.transport import SimulatorTransport
-
-        return SimulatorTransport(self)
 
     def _control_group(self, group_id: str) -> Group:
         return self._call(self.engine.control_group, group_id)

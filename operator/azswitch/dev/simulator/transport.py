@@ -1,6 +1,6 @@
 """The simulator as an ``httpx`` transport, for fast in-process tests of the real client.
 
-A client built with ``httpx.AsyncClient(transport=sim.transport(), base_url=...)`` goes through the same
+A client built with ``httpx.AsyncClient(transport=SimulatorTransport(sim), base_url=...)`` goes through the same
 ``Simulator.handle`` as a request over the aiohttp server: same routing, signatures, faults and log. A dropped
 connection becomes ``httpx.RemoteProtocolError``, which is what httpx raises when a real server closes the
 connection without answering. This is the only module of the simulator that imports httpx.
@@ -8,16 +8,13 @@ connection without answering. This is the only module of the simulator that impo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import httpx
 
-if TYPE_CHECKING:
-    from azswitch.simulator.core import Simulator
+from azswitch.dev.simulator.wire import RequestHandler
 
 
 class SimulatorTransport(httpx.AsyncBaseTransport):
-    def __init__(self, simulator: Simulator) -> None:
+    def __init__(self, simulator: RequestHandler) -> None:
         self.simulator = simulator
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

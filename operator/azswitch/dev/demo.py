@@ -3,7 +3,7 @@
 Why it exists: the quickest honest answer to "what does azswitch do?" is to watch it do it, with the same
 pieces a user runs: a real kube-apiserver + etcd (built once from Debian packages if needed), the cloud
 simulator over HTTP, and ``azswitch run`` as its own process with deploy/'s ServiceAccount and RBAC
-(azswitch.localenv starts them all). The demo applies a Secret and a ReplicationGroup through kubectl, waits
+(azswitch.dev.localenv starts them all). The demo applies a Secret and a ReplicationGroup through kubectl, waits
 until it is Ready, flips ``spec.primaryAZ`` and shows the switchover live: a ``kubectl get rg -w``-like table
 line on every change, interleaved with the Kubernetes Events, with the elapsed time.
 
@@ -25,8 +25,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from azswitch import controlplane
-from azswitch.localenv import (
+from azswitch.dev import controlplane
+from azswitch.dev.localenv import (
     JsonWatch,
     Kubectl,
     LocalEnv,
@@ -39,7 +39,7 @@ from azswitch.localenv import (
 NAMESPACE = "demo"
 NAME = "orders-db"
 SECRET = "evs-credentials"
-# The demo seed's first group and its credentials (operator/azswitch/simulator/demo-seed.yaml).
+# The demo seed's first group and its credentials (operator/azswitch/dev/simulator/demo-seed.yaml).
 PROJECT = "0123456789abcdef0123456789abcdef"
 GROUP = "91085433-9499-4a68-b2c6-35072467ccd2"
 ACCESS_KEY, SECRET_KEY = "AKEXAMPLE0000000000", "SKEXAMPLE0000000000000000000000000000000"
@@ -262,7 +262,7 @@ class Demo:
 
 
 def _demo_seed() -> Path:
-    from azswitch.simulator.seed import DEMO_SEED
+    from azswitch.dev.simulator.seed import DEMO_SEED
 
     return DEMO_SEED
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from azswitch.simulator.clock import SimClock, cloud_timestamp
-from azswitch.simulator.seed import (
+from azswitch.dev.simulator.clock import SimClock, cloud_timestamp
+from azswitch.dev.simulator.seed import (
     FAULT_LEVELS,
     GROUP_STATUSES,
     REPLICATION_STATUSES,

@@ -1097,7 +1097,7 @@ def env(state_dir: Path | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m azswitch.controlplane up|down|status|env [--state-dir DIR]``."""
+    """``python -m azswitch.dev.controlplane up|down|status|env [--state-dir DIR]``."""
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: a subcommand's own default must not overwrite a --state-dir given before it.
     common.add_argument(
@@ -1132,9 +1132,9 @@ def main(argv: list[str] | None = None) -> int:
                 "use it:\n"
                 f"  export KUBECONFIG={shlex.quote(str(plane.kubeconfig))}\n"
                 f"  {shlex.quote(str(kubectl)) if kubectl else 'kubectl'} get ns\n"
-                f'  (or: eval "$(python -m azswitch.controlplane env{where})")\n'
+                f'  (or: eval "$(python -m azswitch.dev.controlplane env{where})")\n'
                 "stop it:\n"
-                f"  python -m azswitch.controlplane down{where}\n"
+                f"  python -m azswitch.dev.controlplane down{where}\n"
             )
             if kubectl is None:
                 out.write(

@@ -2,7 +2,7 @@
 
 Why this exists: ``azswitch demo`` and the end-to-end tests must show what a user gets after
 ``kubectl apply -k deploy/``, not what an in-process harness gets. So everything here is a separate process
-talking over real sockets: the control plane from ``azswitch.controlplane``, ``azswitch simulate`` as the
+talking over real sockets: the control plane from ``azswitch.dev.controlplane``, ``azswitch simulate`` as the
 cloud, and ``azswitch run`` as the operator, authenticated as deploy/'s ServiceAccount with a token from the
 apiserver's TokenRequest API and authorised only by deploy/'s RBAC. If the RBAC misses a verb the operator
 needs, the demo and the e2e tests fail; that is the point.
@@ -46,7 +46,7 @@ from typing import Any
 
 import yaml
 
-from azswitch import controlplane
+from azswitch.dev import controlplane
 
 __all__ = [
     "CRD_NAME",
@@ -99,7 +99,7 @@ def _stderr_progress(line: str) -> None:
 
 def source_root() -> Path:
     """The checkout this package runs from (crds/ and deploy/ are not package data)."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     if not (root / "crds").is_dir() or not (root / "deploy").is_dir():
         raise LocalEnvError(
             f"crds/ and deploy/ not found next to {Path(__file__).parent}: the demo and the e2e tests run "
@@ -154,7 +154,7 @@ def _child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         if not key.startswith("AZSWITCH_") and key not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")
     }
     # The children import azswitch from this very source tree, installed or not.
-    package_root = str(Path(__file__).resolve().parents[1])
+    package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})

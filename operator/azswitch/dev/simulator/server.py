@@ -18,8 +18,8 @@ from typing import TextIO
 
 from aiohttp import web
 
-from azswitch.simulator.core import Simulator
-from azswitch.simulator.seed import DEMO_SEED, Seed, SeedError, load_seed
+from azswitch.dev.simulator.core import Simulator
+from azswitch.dev.simulator.seed import DEMO_SEED, Seed, SeedError, load_seed
 
 AccessLog = Callable[[str], None]
 

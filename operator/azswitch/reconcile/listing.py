@@ -1,4 +1,4 @@
-"""Shared observation: one LIST per (endpoint, project, credentials) serves many groups of that project.
+"""The shared listing: one LIST per (endpoint, project, credentials) serves many groups of that project.
 
 With 1,000 ReplicationGroups and a drift check every minute, a GET per group would be 1,000 requests a minute
 against an API that throttles; the groups of one project all come back from one LIST (1,000 per page). So an
@@ -21,14 +21,15 @@ import asyncio
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
-from azswitch.cloud.api import MAX_PAGE_SIZE, CloudAPI, ConsistencyGroup
+from azswitch.cloud.api import MAX_PAGE_SIZE, CloudAPI
 
 
 @dataclass
 class _Listing:
     fetched_at: float
-    groups: dict[str, tuple[float, ConsistencyGroup]] = field(default_factory=dict)
+    groups: dict[str, tuple[float, Any]] = field(default_factory=dict)
 
 
 class GroupCache:
@@ -39,8 +40,8 @@ class GroupCache:
         self.lists = 0  # LIST calls made; read by tests and benchmarks
 
     async def group(
-        self, key: Hashable, cloud: CloudAPI, group_id: str, max_age: float
-    ) -> tuple[ConsistencyGroup, float]:
+        self, key: Hashable, cloud: CloudAPI[Any], group_id: str, max_age: float
+    ) -> tuple[Any, float]:
         """The group as seen at most ``max_age`` seconds ago, from a shared LIST when possible, and the age
         of that view in seconds (0 for a fresh read)."""
         listing = self._listings.get(key)
@@ -58,13 +59,13 @@ class GroupCache:
         listing = self._listings.get(key)
         return 1 if listing is None else len(listing.groups) // MAX_PAGE_SIZE + 1
 
-    async def fetch(self, key: Hashable, cloud: CloudAPI, group_id: str) -> ConsistencyGroup:
+    async def fetch(self, key: Hashable, cloud: CloudAPI[Any], group_id: str) -> Any:
         """A fresh GET, remembered for the group's next idle check."""
         group = await cloud.get_group(group_id)
         self.remember(key, group)
         return group
 
-    def remember(self, key: Hashable, group: ConsistencyGroup, at: float | None = None) -> None:
+    def remember(self, key: Hashable, group: Any, at: float | None = None) -> None:
         listing = self._listings.get(key)
         if listing is None:
             return
@@ -73,7 +74,7 @@ class GroupCache:
         if previous is None or previous[0] <= moment:
             listing.groups[group.id] = (moment, group)
 
-    async def _refresh(self, key: Hashable, cloud: CloudAPI) -> _Listing:
+    async def _refresh(self, key: Hashable, cloud: CloudAPI[Any]) -> _Listing:
         pending = self._inflight.get(key)
         if pending is not None:
             return await asyncio.shield(pending)

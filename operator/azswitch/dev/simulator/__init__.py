@@ -5,7 +5,7 @@ status machines, AK/SK signatures, tokens that expire, throttling, lost answers 
 It follows ``docs/cloud-api.md`` (not the project's client: it imports nothing from ``azswitch.cloud``, only
 the pure ``azswitch.signing`` helper, so a misreading of the API cannot hide on both sides).
 
-Use it in-process (``httpx.AsyncClient(transport=Simulator(seed).transport())``) or over real HTTP
+Use it in-process (``httpx.AsyncClient(transport=SimulatorTransport(Simulator(seed)))``) or over real HTTP
 (``SimulatorServer`` / ``serve`` / ``run_forever`` behind ``azswitch simulate``); both call the same
 ``Simulator.handle``. Control it from Python (``Simulator`` methods) or over HTTP under ``/_sim/`` (never
 under the cloud paths, never authenticated, never in the request log):
@@ -139,12 +139,13 @@ Faults
 
 from __future__ import annotations
 
-from azswitch.simulator.clock import ManualClock, SimClock
-from azswitch.simulator.core import ControlError, SimResponse, Simulator
-from azswitch.simulator.faults import FaultSpec
-from azswitch.simulator.seed import DEMO_SEED, Seed, SeedError, load_seed, parse_seed
-from azswitch.simulator.server import SimulatorServer, make_app, run_forever, serve
-from azswitch.simulator.transport import SimulatorTransport
+from azswitch.dev.simulator.clock import ManualClock, SimClock
+from azswitch.dev.simulator.core import ControlError, Simulator
+from azswitch.dev.simulator.faults import FaultSpec
+from azswitch.dev.simulator.seed import DEMO_SEED, Seed, SeedError, load_seed, parse_seed
+from azswitch.dev.simulator.server import SimulatorServer, make_app, run_forever, serve
+from azswitch.dev.simulator.transport import SimulatorTransport
+from azswitch.dev.simulator.wire import SimResponse
 
 __all__ = [
     "DEMO_SEED",

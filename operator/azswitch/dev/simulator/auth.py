@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from azswitch import signing
-from azswitch.simulator.clock import SimClock, iam_timestamp, sdk_date
-from azswitch.simulator.seed import CredentialSeed, Seed, SeedError, UserSeed, derived_id
+from azswitch.dev.simulator.clock import SimClock, iam_timestamp, sdk_date
+from azswitch.dev.simulator.seed import CredentialSeed, Seed, SeedError, UserSeed, derived_id
 
 IAM_AUTH_FAILED = "APIGW.0301"  # "Incorrect IAM authentication information: …"
 IAM_FORBIDDEN = "APIGW.0302"  # "The IAM user is not authorized to access the API"

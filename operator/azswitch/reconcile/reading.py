@@ -1,0 +1,188 @@
+"""Reading the cloud: a group's own GET or the shared listing, the AZ pair, and what a failed read means.
+
+The choice between the two reads is ``Reader.max_age``: a person's explicit request and a lone operation in
+flight read the group itself; many operations in flight under one listing key, and every idle resource, read
+the shared listing (``listing.GroupCache``). Nothing is ever *sent* on a listing's view: the starter and the
+follower call ``read_fresh`` first. A read's result becomes ``ctx.observation`` (the neutral ``GroupView``) and
+``status.cloud`` (the cloud's own words).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Hashable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from azswitch.cloud.api import CloudAPI
+from azswitch.errors import (
+    CloudAuthError,
+    CloudError,
+    GroupNotFound,
+    PermanentCloudError,
+    TransientCloudError,
+)
+from azswitch.models import ReplicationGroupSpec
+from azswitch.observation import GroupView
+from azswitch.reconcile.context import PERSON_ANNOTATIONS, Ctx, Verdict, iso, parse_time, trusted_zones
+from azswitch.reconcile.credentials import CredentialStore
+from azswitch.reconcile.listing import GroupCache
+from azswitch.reconcile.recording import Recorder
+from azswitch.settings import Settings
+
+
+class Reader:
+    def __init__(
+        self,
+        settings: Settings,
+        cache: GroupCache,
+        recorder: Recorder,
+        credentials: CredentialStore,
+        rng: random.Random,
+    ) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.recorder = recorder
+        self.credentials = credentials
+        self.rng = rng
+        # The person-set annotations last seen per resource: a change is answered from a fresh read.
+        self._asked: dict[str, tuple[tuple[str, str], ...]] = {}
+        # The listing key of every resource with an operation in flight: with two or more under one key,
+        # one LIST per poll interval watches them all (see max_age).
+        self._in_flight: dict[str, Hashable] = {}
+
+    def forget(self, key: str) -> None:
+        self._asked.pop(key, None)
+        self._in_flight.pop(key, None)
+
+    def track(self, ctx: Ctx, *, in_flight: bool) -> None:
+        """Keep the count of operations in flight per listing key (for ``max_age``) true."""
+        if in_flight and ctx.listing_key is not None:
+            self._in_flight[ctx.key] = ctx.listing_key
+        else:
+            self._in_flight.pop(ctx.key, None)
+
+    def max_age(self, ctx: Ctx) -> float | None:
+        """How old the shared listing may be for this look at the group; None: GET the group alone.
+
+        A person's explicit request (approve, retry, reconcile-requested-at) is answered from a fresh read.
+        Operations in flight are polled with their own GETs while they are few; once more are in flight
+        under one listing key than a LIST of it costs requests (pages), as in an evacuation, each reads the
+        listing at most one poll interval old, so the project costs one LIST per interval instead of a GET
+        per group per interval, and the rate limit is left for starting the next groups. Everything else
+        (drift checks, new specs, waits) reads the listing too, so a thousand idle groups cost one request,
+        not a thousand. Nothing is ever *sent* on a cached view: the starter and the follower GET the group
+        first.
+        """
+        asked = tuple(sorted((k, v) for k, v in ctx.annotations.items() if k in PERSON_ANNOTATIONS))
+        seen = self._asked.get(ctx.key)
+        self._asked[ctx.key] = asked
+        if seen is not None and seen != asked:
+            return None
+        operation = ctx.old_status.get("operation")
+        if isinstance(operation, Mapping):
+            polled = sum(1 for key in self._in_flight.values() if key == ctx.listing_key)
+            if polled <= self.cache.list_cost(ctx.listing_key):
+                return None
+            started = parse_time(operation.get("startedAt")) or ctx.now
+            return self.poll_delay(ctx.now - started)
+        if (
+            ctx.old_status.get("phase") == "Ready"
+            and ctx.old_status.get("observedGeneration") == ctx.generation
+        ):
+            return self.settings.resync_interval / 2
+        return min(5.0, self.settings.resync_interval / 2)
+
+    async def observe(self, ctx: Ctx, spec: ReplicationGroupSpec, cloud: CloudAPI[Any]) -> GroupView:
+        """Read the group (own GET or listing, per ``max_age``) and its AZ pair; raises ``CloudError``."""
+        max_age = self.max_age(ctx)
+        if max_age is None:
+            group = await self.cache.fetch(ctx.listing_key, cloud, spec.group_id)
+        else:
+            group, ctx.seen_age = await self.cache.group(ctx.listing_key, cloud, spec.group_id, max_age)
+        # The primary as an AZ name needs no AZ pair (EVS names it; SDRS's group carries both AZs).
+        primary = cloud.view(group, (), ctx.now).primary_az
+        zones = trusted_zones(ctx.old_status, primary, spec)
+        if zones is None:
+            zones = await cloud.availability_zones(group)
+        ctx.status["groupID"] = spec.group_id
+        ctx.status["availabilityZones"] = list(zones)
+        return self.record(ctx, cloud, group, zones)
+
+    def record(self, ctx: Ctx, cloud: CloudAPI[Any], group: Any, zones: list[str]) -> GroupView:
+        """``group`` becomes the observation, ``status.cloud`` and ``status.currentPrimaryAZ``."""
+        observation = cloud.view(group, zones, ctx.now)
+        ctx.observation = observation
+        raw_previous = ctx.old_status.get("cloud")
+        previous: Mapping[str, Any] = raw_previous if isinstance(raw_previous, Mapping) else {}
+        facts = observation.cloud
+        recorded: dict[str, Any] = {
+            "status": facts.status,
+            "replicationStatus": facts.replication_status,
+            "faultLevel": facts.fault_level,
+            "failureDetail": facts.failure_detail,
+        }
+        # observedAt alone changing is not worth a write (and a watch event) on every resync.
+        same = all(previous.get(k) == v for k, v in recorded.items())
+        recorded["observedAt"] = (previous.get("observedAt") if same else None) or iso(ctx.now)
+        ctx.status["cloud"] = {k: v for k, v in recorded.items() if v is not None}
+        if observation.primary_az:
+            ctx.status["currentPrimaryAZ"] = observation.primary_az
+        return observation
+
+    async def read_fresh(self, ctx: Ctx, cloud: CloudAPI[Any], group_id: str, listed: GroupView) -> GroupView:
+        """The group's own GET, in place of the view ``listed`` from the shared listing (before anything is
+        decided that a stale view could make wrong)."""
+        group = await self.cache.fetch(ctx.listing_key, cloud, group_id)
+        ctx.seen_age = None
+        return self.record(ctx, cloud, group, list(listed.availability_zones))
+
+    async def failed(self, ctx: Ctx, spec: ReplicationGroupSpec, exc: CloudError) -> float | None:
+        """What a read that failed means: permanent errors stall with the fix, transient ones make Ready
+        Unknown (never a stale True) and retry."""
+        if isinstance(exc, GroupNotFound):
+            return await self.recorder.stall(
+                ctx,
+                "GroupNotFound",
+                f"cloud group {spec.group_id} does not exist in project {spec.cloud.project_id}: {exc}; "
+                "fix: check spec.groupID, spec.cloud.projectID and spec.cloud.region",
+            )
+        if isinstance(exc, CloudAuthError):
+            self.credentials.invalidate(ctx.namespace, spec.cloud.credentials_secret_ref.name)
+            return await self.recorder.stall(
+                ctx,
+                "CredentialsRejected",
+                f"the cloud refused the credentials in Secret {spec.cloud.credentials_secret_ref.name}: {exc}; "
+                "fix: update the Secret's accessKey/secretKey",
+                requeue=self.settings.resync_interval,
+            )
+        if isinstance(exc, PermanentCloudError):
+            return await self.recorder.stall(ctx, "CloudRequestRejected", f"reading the group failed: {exc}")
+        # Transient: the truth is unknown, so Ready must not stay True.
+        delay = self.retry_delay(exc)
+        ctx.status.setdefault("phase", "Unknown")
+        ctx.status["phase"] = "Unknown" if "operation" not in ctx.old_status else ctx.status["phase"]
+        return await self.recorder.finish(
+            ctx,
+            Verdict(
+                ctx.status["phase"],
+                (
+                    "Unknown",
+                    "CloudUnreachable",
+                    f"cannot read the cloud group: {exc}; retrying in {delay:.0f}s",
+                ),
+                reconciling=("CloudUnreachable", str(exc)),
+            ),
+            requeue=delay,
+        )
+
+    def retry_delay(self, exc: CloudError) -> float:
+        if isinstance(exc, TransientCloudError) and exc.retry_after:
+            return exc.retry_after
+        base = min(self.settings.resync_interval, 5.0)
+        return base * (1 + self.rng.random())
+
+    def poll_delay(self, elapsed: timedelta) -> float:
+        # Back off from poll_interval to poll_max_interval over the first minute of an operation.
+        grow: float = self.settings.poll_interval * (1.5 ** max(0.0, elapsed.total_seconds() / 10))
+        return min(self.settings.poll_max_interval, grow)
