@@ -54,6 +54,8 @@ CONDITION_MESSAGE_MAX_LENGTH = 32768
 HISTORY_LIMIT = 10
 
 Approval = Literal["Automatic", "Manual"]
+#: The cloud API behind a group (``azswitch.cloud.registry`` has a backend for each).
+CloudService = Literal["EVS", "SDRS"]
 Phase = Literal[
     "Ready",
     "Pending",
@@ -121,6 +123,7 @@ class CloudSpec(_Spec):
     region: str = Field(max_length=64, pattern=REGION_PATTERN)
     project_id: str = Field(alias="projectID", pattern=PROJECT_ID_PATTERN)
     endpoint: str | None = Field(default=None, max_length=2048, pattern=ENDPOINT_PATTERN)
+    service: CloudService = "EVS"
     credentials_secret_ref: SecretRef = Field(alias="credentialsSecretRef")
 
 
@@ -178,7 +181,8 @@ class CloudObservation(_Status):
 
     status: str
     replication_status: str | None = Field(default=None, alias="replicationStatus")
-    fault_level: str = Field(alias="faultLevel")
+    fault_level: str | None = Field(default=None, alias="faultLevel")
+    health_status: str | None = Field(default=None, alias="healthStatus")
     failure_detail: str | None = Field(default=None, alias="failureDetail")
     observed_at: Timestamp = Field(alias="observedAt")
 
@@ -255,6 +259,7 @@ class ReplicationGroupStatus(_Status):
     phase: Phase | None = None
     current_primary_az: str | None = Field(default=None, alias="currentPrimaryAZ")
     group_id: str | None = Field(default=None, alias="groupID")
+    service: CloudService | None = None
     availability_zones: list[str] = Field(default_factory=list, alias="availabilityZones")
     cloud: CloudObservation | None = None
     plan: PlanStatus | None = None
@@ -273,6 +278,7 @@ _FIELD_HINTS: dict[str, str] = {
     "(e.g. 91085433-9499-4a68-b2c6-35072467ccd2): 1-128 letters, digits, '.', '_' or '-'",
     "primaryAZ": "set one of the group's two availability zones, e.g. az1.dc1",
     "cloud": "set cloud.region, cloud.projectID and cloud.credentialsSecretRef.name",
+    "cloud.service": "use EVS (replication consistency groups, the default) or SDRS (protection groups)",
     "cloud.region": "use a region name such as cn-north-4 (lower-case letters, digits and '-', at most 64)",
     "cloud.projectID": "use the project ID from the cloud console: 1-64 letters and digits, "
     "e.g. 0123456789abcdef0123456789abcdef",

@@ -123,6 +123,19 @@ def plan(inp: PlanInput) -> Plan:
         )
         return Plan(Action.NONE, current, desired, busy.reason, busy.message, (busy,))
 
+    if obs.state is GroupState.UNPROTECTED:
+        # SDRS "available": the group exists but does not replicate, so there is nothing to switch over to
+        # (and nothing protects the data). Enabling protection is a decision for its owner, not for us.
+        disabled = Blocker(
+            "ProtectionDisabled",
+            f"protection is disabled for the cloud group (status {obs.cloud.status}): it does not replicate, "
+            "so it cannot be switched over; fix: enable protection (SDRS: start-server-group, or "
+            "'Enable Protection' in the console), then the operator plans again",
+            BlockKind.BLOCKED,
+        )
+        action = Action.NONE if current == desired else Action.SWITCHOVER
+        return Plan(action, current, desired, disabled.reason, disabled.message, (disabled,))
+
     if current is None or current not in obs.availability_zones:
         unknown = Blocker(
             "PrimaryAZUnknown",

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
         "https://evs.{region}.myhuaweicloud.com",
         description="EVS endpoint used when spec.cloud.endpoint is empty; {region} is replaced.",
     )
+    sdrs_endpoint_template: str = Field(
+        "https://sdrs.{region}.myhuaweicloud.com",
+        description="SDRS endpoint used when spec.cloud.endpoint is empty; {region} is replaced.",
+    )
     allow_insecure_endpoints: bool = Field(
         False,
         description="Allow plain http:// endpoints on non-loopback hosts (never do this in production).",
@@ -130,13 +134,19 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def resolve_endpoint(settings: Settings, region: str, endpoint: str | None) -> str:
-    """The cloud endpoint for a resource, checked against the transport-security rules.
+def resolve_endpoint(settings: Settings, region: str, endpoint: str | None, service: str = "EVS") -> str:
+    """The cloud endpoint for a resource (``endpoint``, else ``service``'s template for ``region``), checked
+    against the transport-security rules.
 
     Plain ``http://`` is refused unless the host is loopback (the simulator) or the operator was started
     with ``AZSWITCH_ALLOW_INSECURE_ENDPOINTS=true``.
     """
-    url = (endpoint or settings.endpoint_template.format(region=region)).rstrip("/")
+    templates = {"EVS": settings.endpoint_template, "SDRS": settings.sdrs_endpoint_template}
+    if endpoint is None and service not in templates:
+        raise ConfigError(
+            f"spec.cloud.service: no endpoint template for {service!r}; fix: set spec.cloud.endpoint"
+        )
+    url = (endpoint or templates[service].format(region=region)).rstrip("/")
     shown = mask_userinfo(url)
     try:
         parts = urlsplit(url)

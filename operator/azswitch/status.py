@@ -248,6 +248,7 @@ def cloud_observation(observation: GroupView) -> CloudObservation:
         status=facts.status,
         replication_status=facts.replication_status,
         fault_level=facts.fault_level,
+        health_status=facts.health_status,
         failure_detail=facts.failure_detail,
         observed_at=observation.observed_at,
     )

@@ -252,6 +252,9 @@ ADMISSION: list[ParameterSet] = [
     # Endpoints.
     refused("endpoint-without-scheme", put("spec.cloud.endpoint", "evs.example.com"), "spec.cloud.endpoint"),
     refused("endpoint-ftp", put("spec.cloud.endpoint", "ftp://x"), "spec.cloud.endpoint"),
+    refused("service-unknown", put("spec.cloud.service", "OBS"), "spec.cloud.service"),
+    refused("service-lower-case", put("spec.cloud.service", "sdrs"), "spec.cloud.service"),
+    refused("service-not-a-string", put("spec.cloud.service", 1), "spec.cloud.service"),
     refused(
         "endpoint-with-password",
         put("spec.cloud.endpoint", f"https://admin:{PASSWORD}@evs.example.com"),

@@ -1062,6 +1062,7 @@ def test_protocol_has_the_expected_methods() -> None:
         "start_switchover",
         "start_failover",
         "start_reprotect",
+        "follow",
     }
 
 

@@ -245,7 +245,7 @@ def test_spec_can_be_built_with_python_names_and_is_frozen() -> None:
         pytest.param(
             raw_spec(cloud={"projectId": "abc"}),
             "spec.cloud.projectId: unknown field — fix: remove it or correct its spelling "
-            "(known here: region, projectID, endpoint, credentialsSecretRef)",
+            "(known here: region, projectID, endpoint, service, credentialsSecretRef)",
             id="unknown-field-lists-known-ones",
         ),
         pytest.param(

@@ -255,12 +255,24 @@ ROWS = [
     pytest.param(
         Row(
             Action.SWITCHOVER,
-            "UnrecognizedGroupStatus",
-            (("UnrecognizedGroupStatus", BLOCKED),),
+            "ProtectionDisabled",
+            (("ProtectionDisabled", BLOCKED),),
             "Blocked",
-            cloud={"state": GroupState.UNPROTECTED},
+            cloud={"state": GroupState.UNPROTECTED, "status": "available"},
         ),
         id="unprotected-is-never-switched",
+    ),
+    pytest.param(
+        Row(
+            Action.NONE,
+            "ProtectionDisabled",
+            (("ProtectionDisabled", BLOCKED),),
+            "Blocked",
+            desired=AZ1,
+            spec={"failover": {"allowed": True}},
+            cloud={"state": GroupState.UNPROTECTED, "status": "available"},
+        ),
+        id="unprotected-blocks-even-when-aligned",
     ),
     pytest.param(
         Row(
@@ -649,6 +661,12 @@ def test_cloud_error_carries_failure_detail() -> None:
     )
     message = only_blocker(plan(make_input(observation=observation)))
     assert "error_reversing" in message and "37000212" in message
+
+
+def test_protection_disabled_says_how_to_enable_it() -> None:
+    observation = make_observation(state=GroupState.UNPROTECTED, status="available")
+    message = only_blocker(plan(make_input(observation=observation)))
+    assert "protection is disabled" in message and "start-server-group" in message
 
 
 def test_group_busy_names_the_status() -> None:

@@ -421,6 +421,18 @@ async def test_group_id_change_is_refused() -> None:
     assert stage.mutating() == 0
 
 
+async def test_service_change_is_refused() -> None:
+    stage = Stage()
+    stage.kube.create(resource(primary="az1.dc1"))
+    await stage.settle()
+    assert stage.status()["service"] == "EVS"
+    stage.kube.edit_spec("orders", cloud={"service": "SDRS"}, primaryAZ="az2.dc2")
+    await stage.settle()
+    stalled = stage.condition("Stalled")
+    assert stalled["reason"] == "ServiceChanged" and "'EVS'" in stalled["message"]
+    assert stage.mutating() == 0
+
+
 async def test_cloud_unreachable_turns_ready_unknown_not_stale_true() -> None:
     stage = Stage()
     stage.kube.create(resource(primary="az1.dc1"))

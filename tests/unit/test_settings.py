@@ -47,6 +47,18 @@ def test_defaults_and_overrides() -> None:
 
 
 @pytest.mark.parametrize(
+    ("service", "endpoint", "expected"),
+    [
+        pytest.param("EVS", None, "https://evs.cn-north-4.myhuaweicloud.com", id="evs-template"),
+        pytest.param("SDRS", None, "https://sdrs.cn-north-4.myhuaweicloud.com", id="sdrs-template"),
+        pytest.param("SDRS", "https://sdrs.example.com", "https://sdrs.example.com", id="sdrs-override"),
+    ],
+)
+def test_endpoint_per_service(service: str, endpoint: str | None, expected: str) -> None:
+    assert resolve_endpoint(load_settings({}), "cn-north-4", endpoint, service) == expected
+
+
+@pytest.mark.parametrize(
     ("endpoint", "allow_insecure", "expected"),
     [
         pytest.param(None, False, "https://evs.cn-north-4.myhuaweicloud.com", id="derived-from-region"),

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol, TypeVar
 
 from azswitch.observation import GroupView
@@ -43,6 +44,21 @@ class OperationHandle:
     """
 
     job_id: str
+
+
+class Progress(StrEnum):
+    """Where an operation the cloud tracks for us (an SDRS job) stands."""
+
+    RUNNING = "Running"  # INIT, RUNNING, or a state we do not know: keep following
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class OperationProgress:
+    progress: Progress
+    #: On failure, the cloud's own words: error code and reason.
+    message: str | None = None
 
 
 class CloudAPI(Protocol[G]):
@@ -77,4 +93,9 @@ class CloudAPI(Protocol[G]):
 
     async def start_reprotect(self, group_id: str) -> OperationHandle | None:
         """Ask for replication to be re-established after a failover (the primary stays)."""
+        ...
+
+    async def follow(self, handle: OperationHandle) -> OperationProgress:
+        """How the operation behind ``handle`` stands (a read; only called with a handle this backend
+        returned)."""
         ...

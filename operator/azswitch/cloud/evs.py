@@ -18,7 +18,7 @@ import httpx
 import pydantic
 
 from azswitch.cloud import evs_states
-from azswitch.cloud.api import MAX_PAGE_SIZE, CloudAPI, OperationHandle
+from azswitch.cloud.api import MAX_PAGE_SIZE, CloudAPI, OperationHandle, OperationProgress, Progress
 from azswitch.cloud.evs_models import ConsistencyGroup, ReplicationPair, Volume
 from azswitch.cloud.ratelimit import RateLimiter
 from azswitch.cloud.retry import RetryPolicy
@@ -261,6 +261,11 @@ class EvsClient:
     async def start_reprotect(self, group_id: str) -> OperationHandle | None:
         await self.reprotect(group_id)
         return None
+
+    async def follow(self, handle: OperationHandle) -> OperationProgress:
+        # EVS returns no handle, so a journal naming one was written by someone else: nothing can be asked
+        # about it, and the group itself is what the reconciler watches.
+        return OperationProgress(Progress.RUNNING)
 
     async def _action(self, operation: str, group_id: str, key: str) -> None:
         validate_id("group_id", group_id)

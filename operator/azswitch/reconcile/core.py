@@ -48,9 +48,6 @@ from azswitch.settings import Settings, mask_userinfo, resolve_endpoint
 
 logger = logging.getLogger("azswitch.reconcile")
 
-#: The backend of every resource until ``spec.cloud.service`` selects another.
-DEFAULT_SERVICE = "EVS"
-
 
 class Reconciler:
     def __init__(
@@ -171,13 +168,22 @@ class Reconciler:
                 f"spec.groupID is immutable: it was {recorded_group!r} and is now {spec.group_id!r}; "
                 "fix: restore the old value, or delete this resource and create a new one",
             )
+        service = spec.cloud.service
+        recorded_service = ctx.old_status.get("service")
+        if recorded_group and recorded_service and recorded_service != service:
+            return await stall(
+                ctx,
+                "ServiceChanged",
+                f"spec.cloud.service is immutable: it was {recorded_service!r} and is now {service!r}; "
+                "fix: restore the old value, or delete this resource and create a new one",
+            )
 
         credentials = await self.credentials.read(ctx.namespace, spec.cloud.credentials_secret_ref.name)
         if isinstance(credentials, str):
             return await stall(ctx, "CredentialsNotFound", credentials)
         try:
-            endpoint = resolve_endpoint(self.settings, spec.cloud.region, spec.cloud.endpoint)
-            cloud = self.clouds.client(DEFAULT_SERVICE, endpoint, spec.cloud.project_id, credentials)
+            endpoint = resolve_endpoint(self.settings, spec.cloud.region, spec.cloud.endpoint, service)
+            cloud = self.clouds.client(service, endpoint, spec.cloud.project_id, credentials)
         except ConfigError as exc:
             return await stall(ctx, "InvalidEndpoint", mask_userinfo(str(exc)))
 

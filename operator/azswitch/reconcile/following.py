@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from azswitch import plan as planning
-from azswitch.cloud.api import CloudAPI
-from azswitch.errors import CloudError
+from azswitch.cloud.api import CloudAPI, OperationHandle, OperationProgress, Progress
+from azswitch.errors import CloudError, TransientCloudError
 from azswitch.models import OperationStatus, ReplicationGroupSpec
 from azswitch.observation import GroupState, GroupView, Replication
 from azswitch.reconcile.context import Ctx, iso, log_context, parse_time
@@ -97,6 +97,13 @@ class Follower:
         requested = parse_time(operation.get("requestedAt")) or started
         accepted = parse_time(operation.get("acceptedAt"))
 
+        job_id = operation.get("cloudJobID")
+        job_running = False
+        if isinstance(job_id, str) and job_id and not self._done(action, target, observation):
+            handled, delay = await self._follow_job(ctx, spec, cloud, observation, action, job_id)
+            if handled:
+                return delay
+            job_running = True
         if observation.state is GroupState.ERROR:
             detail = observation.cloud.failure_detail or "no failure_detail"
             return await self.journal.end(
@@ -116,7 +123,7 @@ class Follower:
             # Queued, not acted on: the operation in flight finishes first, then the new spec is planned.
             ctx.status["pendingGeneration"] = ctx.generation
 
-        if self._visible(action, target, observation):
+        if self._visible(action, target, observation) or job_running:
             if operation.get("state") != "InProgress":
                 operation["state"] = "InProgress"
                 operation.setdefault("acceptedAt", iso(ctx.now))
@@ -168,6 +175,51 @@ class Follower:
             operation_id=str(operation["id"]),
             first_requested_at=operation.get("startedAt"),
         )
+
+    async def _follow_job(
+        self,
+        ctx: Ctx,
+        spec: ReplicationGroupSpec,
+        cloud: CloudAPI[Any],
+        observation: GroupView,
+        action: planning.Action,
+        job_id: str,
+    ) -> tuple[bool, float | None]:
+        """The cloud gave the operation a job: its word decides success and failure. Returns (True, requeue)
+        when this reconcile is done, (False, None) while the job runs. A job means the request arrived, so
+        it is never counted lost while the job runs (the timeout still applies)."""
+        try:
+            progress = await cloud.follow(OperationHandle(job_id))
+        except TransientCloudError as exc:
+            return True, await self.reader.failed(ctx, spec, exc)
+        except CloudError as exc:
+            # The job cannot be read (gone, refused): keep following the group itself, never re-send.
+            logger.warning("job %s unreadable (%s); following the group", job_id, exc, extra=log_context(ctx))
+            progress = OperationProgress(Progress.RUNNING)
+        if progress.progress is Progress.FAILED:
+            return True, await self.journal.end(
+                ctx,
+                "Failed",
+                f"cloud job {job_id} ended FAIL: {progress.message or 'no reason given'} (the group is "
+                f"{observation.cloud.status}, primary {observation.primary_az})",
+            )
+        if progress.progress is Progress.SUCCEEDED:
+            # The group was read before the job: read it again, so its end state is judged after the job's.
+            try:
+                observation = await self.reader.read_fresh(ctx, cloud, spec.group_id, observation)
+            except CloudError as exc:
+                return True, await self.reader.failed(ctx, spec, exc)
+            target = ctx.status["operation"].get("to")
+            if self._done(action, target, observation):
+                return True, await self.journal.end(ctx, "Succeeded", f"primary is {observation.primary_az}")
+            return True, await self.journal.end(
+                ctx,
+                "Failed",
+                f"cloud job {job_id} ended SUCCESS but the group is {observation.cloud.status}/"
+                f"{observation.cloud.replication_status}, primary {observation.primary_az}, not the expected "
+                f"end state; check the group in the cloud console",
+            )
+        return False, None
 
     @staticmethod
     def _done(action: planning.Action, target: str | None, observation: GroupView) -> bool:

@@ -106,6 +106,7 @@ class Reader:
         if zones is None:
             zones = await cloud.availability_zones(group)
         ctx.status["groupID"] = spec.group_id
+        ctx.status["service"] = spec.cloud.service
         ctx.status["availabilityZones"] = list(zones)
         return self.record(ctx, cloud, group, zones)
 
@@ -120,6 +121,7 @@ class Reader:
             "status": facts.status,
             "replicationStatus": facts.replication_status,
             "faultLevel": facts.fault_level,
+            "healthStatus": facts.health_status,
             "failureDetail": facts.failure_detail,
         }
         # observedAt alone changing is not worth a write (and a watch event) on every resync.
