@@ -10,6 +10,8 @@ from azswitch.cloud.evs import EvsClient
 from azswitch.cloud.evs_models import ConsistencyGroup, ReplicationPair, Volume
 from azswitch.cloud.ratelimit import RateLimiter
 from azswitch.cloud.retry import RetryPolicy
+from azswitch.cloud.sdrs import SdrsClient
+from azswitch.cloud.sdrs_models import Job, ProtectionGroup
 from azswitch.cloud.transport import RequestHook
 
 __all__ = [
@@ -20,11 +22,14 @@ __all__ = [
     "CloudGroup",
     "ConsistencyGroup",
     "EvsClient",
+    "Job",
     "OperationHandle",
+    "ProtectionGroup",
     "RateLimiter",
     "ReplicationPair",
     "RequestHook",
     "RetryPolicy",
+    "SdrsClient",
     "Timeouts",
     "TokenAuth",
     "Volume",

@@ -9,16 +9,15 @@ cloud's own answers, so that nothing can smuggle a path segment or a query into 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import httpx
-import pydantic
 
 from azswitch.cloud import evs_states
 from azswitch.cloud.api import MAX_PAGE_SIZE, CloudAPI, OperationHandle, OperationProgress, Progress
+from azswitch.cloud.checks import cloud_id, parse_model, validate_id
 from azswitch.cloud.evs_models import ConsistencyGroup, ReplicationPair, Volume
 from azswitch.cloud.ratelimit import RateLimiter
 from azswitch.cloud.retry import RetryPolicy
@@ -28,7 +27,6 @@ from azswitch.observation import GroupView
 
 logger = logging.getLogger("azswitch.cloud")
 
-_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _GROUPS = "os-vendor-replication-consistency-groups"
 
 #: List filters documented for evs_04_2051 (paging, ``marker``/``limit``/``offset``, is the client's job).
@@ -42,38 +40,6 @@ SWITCHOVER = "os-reverse-replication-consistency-group"
 FAILOVER = "os-failover-replication-consistency-group"
 REPROTECT = "os-reprotect-replication-consistency-group"
 SYNC = "os-sync-replication-consistency-group"
-
-M = TypeVar("M", bound=pydantic.BaseModel)
-
-
-def validate_id(field: str, value: str) -> str:
-    """Return ``value`` if it is a safe identifier, else raise ``ConfigError`` (a ValueError) naming it."""
-    if not isinstance(value, str) or not _SAFE_ID.fullmatch(value):
-        raise ConfigError(
-            f"{field} must be 1-128 characters of letters, digits, '.', '_' or '-', "
-            f"starting with a letter or digit; got {value!r}"
-        )
-    return value
-
-
-def _model(model: type[M], data: Any, *, operation: str, what: str) -> M:
-    try:
-        return model.model_validate(data)
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(root)"
-        raise CloudUnavailable(
-            f"unexpected {what} in the response: {where}: {first['msg']}", operation=operation
-        ) from None
-
-
-def _cloud_id(field: str, value: str, *, operation: str) -> str:
-    # An identifier the cloud returned and we are about to put into a URL.
-    if not _SAFE_ID.fullmatch(value):
-        raise CloudUnavailable(
-            f"the cloud returned a malformed {field}: {value[:130]!r}", operation=operation
-        )
-    return value
 
 
 class EvsClient:
@@ -124,7 +90,7 @@ class EvsClient:
         validate_id("group_id", group_id)
         call = Call("get_group", "GET", f"{self._base}/{_GROUPS}/{group_id}", not_found=GroupNotFound)
         data = json_object(await self._session.send(call), operation=call.operation)
-        return _model(
+        return parse_model(
             ConsistencyGroup,
             data.get("replication_consistency_group"),
             operation=call.operation,
@@ -149,7 +115,9 @@ class EvsClient:
                     "the response lacks a replication_consistency_groups list", operation=call.operation
                 )
             page = [
-                _model(ConsistencyGroup, item, operation=call.operation, what="replication_consistency_group")
+                parse_model(
+                    ConsistencyGroup, item, operation=call.operation, what="replication_consistency_group"
+                )
                 for item in items
             ]
             fresh = [group for group in page if group.id not in seen]
@@ -159,7 +127,7 @@ class EvsClient:
             # and asking again would loop forever.
             if len(page) < self.page_size or not fresh:
                 return groups
-            marker = _cloud_id("group id", page[-1].id, operation=call.operation)
+            marker = cloud_id("group id", page[-1].id, operation=call.operation)
 
     @staticmethod
     def _list_params(filters: dict[str, str]) -> tuple[tuple[str, str], ...]:
@@ -190,9 +158,9 @@ class EvsClient:
             )
         volume_ids: dict[str, None] = {}  # ordered set: each volume is read once
         for pair_id in group.replication_ids:
-            pair = await self._get_pair(_cloud_id("replication id", pair_id, operation="get_group"))
+            pair = await self._get_pair(cloud_id("replication id", pair_id, operation="get_group"))
             for volume_id in pair.volume_ids:
-                volume_ids[_cloud_id("volume id", volume_id, operation="get_replication_pair")] = None
+                volume_ids[cloud_id("volume id", volume_id, operation="get_replication_pair")] = None
         zones = set()
         for volume_id in volume_ids:
             volume = await self._get_volume(volume_id)
@@ -210,7 +178,9 @@ class EvsClient:
     async def _get_pair(self, pair_id: str) -> ReplicationPair:
         call = Call("get_replication_pair", "GET", f"{self._base}/os-vendor-replications/{pair_id}")
         data = json_object(await self._session.send(call), operation=call.operation)
-        return _model(ReplicationPair, data.get("replication"), operation=call.operation, what="replication")
+        return parse_model(
+            ReplicationPair, data.get("replication"), operation=call.operation, what="replication"
+        )
 
     async def _get_volume(self, volume_id: str) -> Volume:
         # The OpenStack-style path first; some regions serve disks only under the EVS-native one.
@@ -225,7 +195,7 @@ class EvsClient:
                 Call("get_volume", "GET", f"{self._base}/cloudvolumes/{volume_id}")
             )
         data = json_object(response, operation="get_volume")
-        return _model(Volume, data.get("volume"), operation="get_volume", what="volume")
+        return parse_model(Volume, data.get("volume"), operation="get_volume", what="volume")
 
     async def availability_zones(self, group: ConsistencyGroup) -> list[str]:
         return await self.discover_availability_zones(group.id, group=group)

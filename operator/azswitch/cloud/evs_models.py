@@ -9,54 +9,21 @@ may break observation. What the values *mean* is ``azswitch.cloud.evs_states``' 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BeforeValidator, Field, field_validator
+
+from azswitch.cloud.lenient import FaultLevel, Wire, WireID, lenient_datetime, text_or
 
 
-def _lenient_datetime(value: Any) -> datetime | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        text = str(value).strip().replace(" ", "T")
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            return None
-    # The documented examples carry no zone; the cloud's clocks are UTC.
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _text_or(default: str) -> Callable[[Any], str]:
-    def convert(value: Any) -> str:
-        return default if value in (None, "") else str(value)
-
-    return convert
-
-
-#: A documented string that real responses may send as a number or null ("0" means no fault).
-FaultLevel = Annotated[str, BeforeValidator(_text_or("0"))]
-#: IDs are strings on the wire; a number must not fail observation.
-WireID = Annotated[str, BeforeValidator(_text_or(""))]
-
-
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
-
-
-class ConsistencyGroup(_Wire):
+class ConsistencyGroup(Wire):
     """A replication consistency group as shown by ``GET …/os-vendor-replication-consistency-groups/{id}``."""
 
     id: WireID
     name: str | None = None
     description: str | None = None
-    status: Annotated[str, BeforeValidator(_text_or("unknown"))] = "unknown"
+    status: Annotated[str, BeforeValidator(text_or("unknown"))] = "unknown"
     priority_station: str | None = Field(
         default=None, validation_alias=AliasChoices("priority_station", "priority_staion")
     )
@@ -71,7 +38,7 @@ class ConsistencyGroup(_Wire):
     @field_validator("created_at", "updated_at", mode="before")
     @classmethod
     def _dates(cls, value: Any) -> datetime | None:
-        return _lenient_datetime(value)
+        return lenient_datetime(value)
 
     @field_validator("failure_detail", mode="before")
     @classmethod
@@ -84,7 +51,7 @@ class ConsistencyGroup(_Wire):
         return _id_list(value)
 
 
-class ReplicationPair(_Wire):
+class ReplicationPair(Wire):
     """An EVS replication pair (``os-vendor-replications``): two disks in two AZs."""
 
     id: WireID
@@ -117,7 +84,7 @@ class ReplicationPair(_Wire):
         return value if isinstance(value, dict) else {}
 
 
-class Volume(_Wire):
+class Volume(Wire):
     id: WireID
     availability_zone: str | None = None
     status: str | None = None

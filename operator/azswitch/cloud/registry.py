@@ -17,6 +17,7 @@ from azswitch.cloud.api import CloudAPI
 from azswitch.cloud.evs import EvsClient
 from azswitch.cloud.ratelimit import RateLimiter
 from azswitch.cloud.retry import RetryPolicy
+from azswitch.cloud.sdrs import SdrsClient
 from azswitch.cloud.transport import RequestHook
 from azswitch.errors import ConfigError
 
@@ -37,7 +38,21 @@ def _evs(
     )
 
 
-BACKENDS: dict[str, BackendFactory] = {"EVS": _evs}
+def _sdrs(
+    http: httpx.AsyncClient,
+    *,
+    project_id: str,
+    auth: httpx.Auth,
+    retry: RetryPolicy,
+    limiter: RateLimiter,
+    on_request: RequestHook | None,
+) -> CloudAPI[Any]:
+    return SdrsClient(
+        http, project_id=project_id, auth=auth, retry=retry, limiter=limiter, on_request=on_request
+    )
+
+
+BACKENDS: dict[str, BackendFactory] = {"EVS": _evs, "SDRS": _sdrs}
 
 
 def backend(service: str) -> BackendFactory:

@@ -13,7 +13,8 @@ Mapping (cloud-api.md §6, design.md §3):
 * 429, or the gateway code ``APIG.0308``/``APIGW.0308`` at any status → ``CloudThrottled`` (``Retry-After``
   honoured); 5xx → ``CloudUnavailable``; 401 → ``CloudAuthError``; 403 → ``CloudForbidden``; 404 → the
   caller's "not found" type (``GroupNotFound`` for group calls) unless the gateway itself says the API does
-  not exist; any other 4xx → ``CloudRejected``.
+  not exist, and so is a 4xx with one of the call's "not found" codes (SDRS: 400 ``SDRS.1013``); any other
+  4xx → ``CloudRejected``.
 
 What is resent (``may_retry``): reads, on any transient error. A mutating call (a switchover is not
 idempotent: a second one swaps the AZs back) only when the cloud certainly did not process it: a failure
@@ -155,10 +156,12 @@ def error_from_response(
     *,
     operation: str,
     not_found: type[PermanentCloudError] = CloudRejected,
+    not_found_codes: frozenset[str] = frozenset(),
     secrets: Iterable[str] = (),
     now: datetime | None = None,
 ) -> CloudError:
-    """Translate a non-2xx response. ``not_found`` is what a 404 means for this call."""
+    """Translate a non-2xx response. ``not_found`` is what a 404 means for this call, and what a 4xx with
+    one of ``not_found_codes`` means (SDRS answers a missing group with 400 ``SDRS.1013``)."""
     status = response.status_code
     detail = parse_error_body(response.content)
     request_id = response.headers.get("X-Request-Id") or detail.request_id
@@ -181,6 +184,8 @@ def error_from_response(
     if status == 403:
         return CloudForbidden(message, **common)
     if status == 404 and detail.code not in API_NOT_FOUND_CODES:
+        return not_found(message, **common)
+    if status < 500 and detail.code is not None and detail.code in not_found_codes:
         return not_found(message, **common)
     return CloudRejected(message, **common)
 
@@ -235,7 +240,8 @@ def json_object(response: httpx.Response, *, operation: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Call:
-    """One logical API call. ``not_found`` is the error a 404 means (``GroupNotFound`` for group calls)."""
+    """One logical API call. ``not_found`` is the error a 404 means (``GroupNotFound`` for group calls), and
+    what a 4xx carrying one of ``not_found_codes`` means."""
 
     operation: str
     method: str
@@ -243,6 +249,7 @@ class Call:
     params: tuple[tuple[str, str], ...] = ()
     body: Mapping[str, Any] | None = None
     not_found: type[PermanentCloudError] = CloudRejected
+    not_found_codes: frozenset[str] = frozenset()
 
     @property
     def idempotent(self) -> bool:
@@ -311,7 +318,11 @@ class CloudSession:
         self._record(call, request, response, started)
         if not response.is_success:
             raise error_from_response(
-                response, operation=call.operation, not_found=call.not_found, secrets=self._secrets()
+                response,
+                operation=call.operation,
+                not_found=call.not_found,
+                not_found_codes=call.not_found_codes,
+                secrets=self._secrets(),
             )
         return response
 
