@@ -435,20 +435,22 @@ def test_rendered_overlay() -> None:
 # --- samples ------------------------------------------------------------------------------------------------
 
 
-def sample_rg() -> dict[str, Any]:
-    (rg,) = load_all(SAMPLES / "replicationgroup.yaml")
+def sample_rg(name: str = "replicationgroup.yaml") -> dict[str, Any]:
+    (rg,) = load_all(SAMPLES / name)
     return rg
 
 
-def test_sample_replicationgroup_validates_against_the_crd() -> None:
-    rg = sample_rg()
+@pytest.mark.parametrize("name", ["replicationgroup.yaml", "replicationgroup-sdrs.yaml"])
+def test_sample_replicationgroup_validates_against_the_crd(name: str) -> None:
+    rg = sample_rg(name)
     assert rg["apiVersion"] == "azswitch.io/v1alpha1"
     assert rg["kind"] == "ReplicationGroup"
     admission = admit(rg)
     assert admission.accepted, admission.violations
     assert admission.pruned == [], "a field the apiserver would silently drop is a typo in the sample"
     # And the operator's own models accept it (they forbid unknown fields too).
-    ReplicationGroupSpec.model_validate(rg["spec"])
+    spec = ReplicationGroupSpec.model_validate(rg["spec"])
+    assert spec.cloud.service == ("SDRS" if "sdrs" in name else "EVS")
 
 
 @pytest.mark.parametrize(

@@ -187,7 +187,9 @@ class Reconciler:
         except ConfigError as exc:
             return await stall(ctx, "InvalidEndpoint", mask_userinfo(str(exc)))
 
-        ctx.listing_key = (endpoint, spec.cloud.project_id, credentials.access_key)
+        # The service too: one endpoint may serve both APIs (a proxy, the simulator), and an EVS LIST says
+        # nothing about SDRS groups.
+        ctx.listing_key = (service, endpoint, spec.cloud.project_id, credentials.access_key)
         in_flight = isinstance(ctx.old_status.get("operation"), Mapping)
         self.reader.track(ctx, in_flight=in_flight)
         try:
