@@ -31,13 +31,38 @@ REVERSE = "os-reverse-replication-consistency-group"
 FAILOVER = "os-failover-replication-consistency-group"
 REPROTECT = "os-reprotect-replication-consistency-group"
 ACTION_PATH = "/v2/{project_id}/os-vendor-replication-consistency-groups/{id}/action"
+#: An SDRS protection group in the same project (its own AZ names, so that no EVS assumption can hide).
+SDRS_GROUP = "5ac0a2e4-6b1f-4c52-9e0b-2f3c7d8e9a10"
+SDRS_SOURCE, SDRS_TARGET = "eu-west-0a", "eu-west-0b"
+SDRS_REVERSE, SDRS_FAILOVER, SDRS_START = (
+    "reverse-server-group",
+    "failover-server-group",
+    "start-server-group",
+)
+SDRS_ACTION_PATH = "/v1/{project_id}/server-groups/{id}/action"
+SDRS_JOB_PATH = "/v1/{project_id}/jobs/{job_id}"
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+def sdrs_group(**fields: Any) -> dict[str, Any]:
+    """A simulator seed entry for the SDRS group (``sdrsGroups``), protected with its source station primary."""
+    return {
+        "projectID": PROJECT,
+        "id": SDRS_GROUP,
+        "name": "billing",
+        "sourceAZ": SDRS_SOURCE,
+        "targetAZ": SDRS_TARGET,
+        **fields,
+    }
+
+
 def seed(
-    timings: Mapping[str, float] | None = None, groups: list[dict[str, Any]] | None = None
+    timings: Mapping[str, float] | None = None,
+    groups: list[dict[str, Any]] | None = None,
+    sdrs_groups: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     return {
+        "sdrsGroups": sdrs_groups or [],
         "projects": [{"id": PROJECT, "name": "cn-north-4"}],
         "credentials": [{"accessKey": AK, "secretKey": SK}],
         "groups": groups
@@ -93,6 +118,13 @@ def resource(
         "metadata": {"name": name, "namespace": "payments", "generation": 1, "annotations": {}},
         "spec": body,
     }
+
+
+def sdrs_resource(name: str = "billing", primary: str = SDRS_SOURCE, **spec: Any) -> dict[str, Any]:
+    """A ReplicationGroup for the SDRS group: ``spec.cloud.service: SDRS``, the rest as ``resource``."""
+    body = resource(name, SDRS_GROUP, primary, **spec)
+    body["spec"]["cloud"]["service"] = "SDRS"
+    return body
 
 
 def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -199,11 +231,12 @@ class Stage:
         *,
         timings: Mapping[str, float] | None = None,
         groups: list[dict[str, Any]] | None = None,
+        sdrs_groups: list[dict[str, Any]] | None = None,
         **settings: Any,
     ) -> None:
         self.clock = ManualClock()
         self.sim = Simulator(
-            seed(timings, groups), clock=self.clock, wall_clock=time.time, sleep=self.clock.sleep
+            seed(timings, groups, sdrs_groups), clock=self.clock, wall_clock=time.time, sleep=self.clock.sleep
         )
         self.kube = FakeKube()
         self.kube.secrets[("payments", "evs-credentials")] = {"accessKey": AK, "secretKey": SK}

@@ -1,4 +1,5 @@
-"""A fake of the Huawei Cloud EVS replication-consistency-group API (and just enough IAM) for tests and demos.
+"""A fake of the Huawei Cloud EVS replication-consistency-group API, the SDRS protection-group API (and just
+enough IAM) for tests and demos.
 
 Why it exists: the operator must be exercised against something that behaves like the cloud — asynchronous
 status machines, AK/SK signatures, tokens that expire, throttling, lost answers — without a cloud account.
@@ -12,15 +13,23 @@ under the cloud paths, never authenticated, never in the request log):
 
 * ``GET /_sim`` — ``describe()``: projects, access keys, users, groups, timings, faults, outages.
 * ``POST /_sim/reset`` — ``reset(seed=None)``: body a seed document, or empty for the initial seed.
-* ``POST /_sim/seed`` — ``add_seed(seed)``: add groups, pairs, credentials, users (and timings).
-* ``GET /_sim/groups`` (a JSON list), ``GET /_sim/groups/{id}`` — ``groups()``, ``group(id)``: internal
-  state incl. AZs, primary, in-flight operation and its pending phases.
+* ``POST /_sim/seed`` — ``add_seed(seed)``: add groups, pairs, SDRS groups, credentials, users (and timings).
+* ``GET /_sim/groups`` (a JSON list, EVS groups then SDRS groups), ``GET /_sim/groups/{id}`` — ``groups()``,
+  ``group(id)``: internal state incl. ``service`` (``EVS``/``SDRS``), AZs, primary, in-flight operation and
+  its pending phases. An SDRS view also has ``priorityStation``, ``replicationStatus``, ``healthStatus``,
+  ``protectedStatus``, ``postUpgrade`` and ``operation: {action, jobID, jobType, phase, …}``.
 * ``PATCH /_sim/groups/{id}`` — ``patch_group(id, **fields)``: force ``status``, ``replicationStatus``,
-  ``faultLevel``, ``failureDetail``, ``name``, ``description`` (cancels any operation).
+  ``faultLevel``, ``failureDetail``, ``name``, ``description``; for an SDRS group ``status``,
+  ``priorityStation``, ``replicationStatus``, ``healthStatus``, ``name``, ``description``. Either cancels
+  any operation (an SDRS job then ends ``FAIL``, ``fail_reason`` "cancelled by the simulator's control API").
 * ``POST /_sim/groups/{id}/primary`` — ``set_primary(id, az)``: ``{"primaryAZ": "az2.dc2"}``, an instant
-  out-of-band switchover for drift tests.
+  out-of-band switchover for drift tests (SDRS: ``priority_station`` becomes the station of that AZ).
 * ``POST /_sim/groups/{id}/fail-next`` — ``fail_next(id, action, detail)``: ``{"action": "reverse"|"failover"|
-  "reprotect"|"sync", "failureDetail": "37000212"}``.
+  "reprotect"|"sync", "failureDetail": "37000212"}``; for an SDRS group ``fail_next(id, action,
+  error_code=…, fail_reason=…)``: ``{"action": "reverse"|"failover"|"reprotect"|"start"|"stop", "errorCode":
+  "SDRS.1029", "failReason": "…"}`` (both optional: the action's code and a readable reason).
+* ``GET /_sim/jobs`` — ``jobs()``: every SDRS job, oldest first (``id, type, action, group, projectID,
+  status, errorCode, failReason``).
 * ``GET|POST|DELETE /_sim/faults`` — ``set_faults(spec)``, ``clear_faults()``: see ``faults.FaultSpec``.
 * ``POST /_sim/az-outage`` — ``az_outage(az, level)``: ``{"az": "az1.dc1", "faultLevel": "2"|"5"}``;
   ``DELETE /_sim/az-outage/{az}`` — ``az_recover(az)``.
@@ -35,7 +44,9 @@ Request-log records: ``seq, time`` (steady clock), ``wallTime, method, path, tem
 key of ``POST …/action``, else null), ``status`` (null when dropped before handling), ``project, group, auth``
 (``token``/``aksk``), ``requestId, dropped, key``; count keys use ``{project_id}`` and ``{id}`` placeholders,
 e.g. ``POST /v2/{project_id}/os-vendor-replication-consistency-groups/{id}/action
-os-reverse-replication-consistency-group``.
+os-reverse-replication-consistency-group``, ``POST /v1/{project_id}/server-groups/{id}/action
+reverse-server-group`` or ``GET /v1/{project_id}/jobs/{job_id}`` (``group`` is null for jobs). The templates are
+exported as ``SDRS_GROUPS``, ``SDRS_GROUP``, ``SDRS_GROUP_ACTION`` and ``SDRS_JOB``.
 
 Choices made where the real API is undocumented (cloud-api.md §10 and its NOT DOCUMENTED marks). The operator
 must not depend on any of them.
@@ -59,7 +70,13 @@ Responses
     (401, "The token must be updated.") for an expired or revoked token. ``APIGW.0302`` (403) for a project
     that does not exist or that the token is not scoped to. ``APIGW.0308`` (429) for injected throttling,
     always with ``Retry-After`` in whole seconds (rounded up).
-  * An injected error answers ``{"error": {"code": "EVS.9500", …}}`` with the configured status.
+  * An injected error answers ``{"error": {"code": "EVS.9500", …}}`` with the configured status
+    (``SDRS.9500`` on the SDRS paths).
+  * SDRS errors use ``{"error": {"code": "SDRS.xxxx", "message": "…"}}`` (cloud-api.md §6.1/6.2):
+    ``SDRS.0201`` (400) malformed request (bad JSON, an unknown or bad query parameter, a bad action
+    parameter), ``SDRS.0206`` (400) invalid action (unknown key, zero or two keys, not an object),
+    ``SDRS.1013`` (HTTP **400**, as documented) unknown group or another project's, ``SDRS.1002`` (400) action
+    not allowed in the current status, ``SDRS.0404`` (HTTP **404**, a simulator choice) unknown job.
   * ``Authorization`` (AK/SK) wins when a request carries both it and ``X-Auth-Token``. Unsigned extra headers
     (e.g. ``X-Project-Id`` added after signing) are accepted; exactly the ``SignedHeaders`` are verified.
   * Trailing slashes on paths are ignored; unknown query parameters are ignored; ``Content-Type`` is not
@@ -109,6 +126,44 @@ Group status machine (durations from the seed's ``timings``; time only moves wit
     until the group first changes. ``fault_level`` is a string. ``failure_detail`` is ``""`` when unset.
   * Seeded statuses are static: a group seeded as ``reversing`` stays so until a control call changes it.
 
+SDRS protection groups (``/v1/{project_id}/server-groups``, ``…/{id}``, ``…/{id}/action``,
+``/v1/{project_id}/jobs/{job_id}``; seed key ``sdrsGroups``)
+  * List: query ``limit`` (0 to 1000, default 1000), ``offset``, ``status`` (exact), ``name`` (case-insensitive
+    substring), ``availability_zone`` (the current production AZ), ``query_type`` (``general``/empty: all;
+    ``status_abnormal``: status ``error…`` or ``health_status`` abnormal; ``stop_protected``: status
+    ``available``; ``period_no_dr_drill``: all, there are no drills). Any other parameter: SDRS.0201. Groups
+    come in created (seed) order; ``count`` is the number matching before paging.
+  * Actions answer 200 ``{"job_id": "<32 hex>"}`` and the group shows the in-progress status at once:
+    ``reverse-server-group`` (needs ``protected`` or ``error-reversing``; ``priority_station`` equal to the
+    current one is refused with SDRS.1002 "the group's production site is already …") → ``reversing`` for
+    ``switchoverSeconds``, then ``protected`` with the new station and ``replication_status: active`` (no
+    ``copying`` step); ``failover-server-group`` (``protected``, ``error-failing-over``, ``error-reversing``)
+    → ``failing-over`` for ``failoverSeconds``, then ``failed-over``, station flipped, ``active-stopped``;
+    ``start-server-group`` in ``failed-over``/``error-reprotecting`` re-protects (``reprotecting`` for
+    ``reprotectSeconds``), in ``available``/``error-starting`` enables (``starting`` for ``startSeconds``),
+    both then ``protected``, ``active``; ``stop-server-group`` (``protected``, ``error-stopping``) →
+    ``stopping`` for ``stopSeconds``, then ``available``, ``active-stopped``. Parameterless actions accept
+    ``{}`` or ``null``. Failures: ``error-reversing``, ``error-failing-over``, ``error-reprotecting``,
+    ``error-starting``, ``error-stopping``, the station unchanged.
+  * Jobs: ``INIT`` for the first 0.5 simulated seconds, then ``RUNNING``, then ``SUCCESS`` or ``FAIL`` at
+    the instant the operation ends (``end_time`` null until then; ``error_code``/``fail_reason`` null
+    unless FAIL). Codes: SDRS.1029 reverse, SDRS.1030 failover, SDRS.1032 reprotect, SDRS.1027 enable,
+    SDRS.1028 disable. Jobs are kept until a reset.
+  * ``protected_status`` is ``started`` in ``protected``, ``reversing``, ``failing-over``, ``stopping`` and
+    their ``error-`` statuses, else ``stopped``. ``progress`` is the operation's elapsed share (0 to 99) while
+    one runs, else 100 when replication is ``active``/``active-stopped``, else 0. ``protected_instance_num``
+    and ``replication_num`` are 1, ``disaster_recovery_drill_num`` 0; one VPC (source = target), ``test_vpc_id``
+    ``""``; ``created_at``/``updated_at`` ``yyyy-MM-dd HH:mm:ss.SSS`` (UTC), ``updated_at`` never null;
+    ``protection_type`` null (legacy) or ``replication-pair`` (post-upgrade groups, whose
+    ``protected_status``, ``replication_status`` and ``health_status`` are always null on the wire).
+  * AZ outages: ``health_status`` is ``abnormal`` while the current production AZ is down — and, like EVS's
+    ``fault_level``, also after a failover away from an AZ that went down while it was production, until that
+    AZ recovers (so ``normal`` after a failover means a re-protect can succeed). ``replication_status`` is
+    ``inactive`` while either AZ is down (also over ``active-stopped``). Both show their own value again when
+    the AZs recover (no resync step). A reverse, reprotect or enable that ends while either AZ is down fails
+    (SDRS.1029 / SDRS.1032 / SDRS.1027), a failover that ends while the AZ it fails over *to* is down fails
+    (SDRS.1030); a disable never fails on its own. Seeded in-progress statuses are static.
+
 AZ outages (control API)
   * A group whose *primary* AZ goes down shows that outage's level as ``fault_level`` until the AZ recovers —
     also after a failover away from it, so ``fault_level`` ``"0"`` after a failover means the old AZ is
@@ -140,7 +195,14 @@ Faults
 from __future__ import annotations
 
 from azswitch.dev.simulator.clock import ManualClock, SimClock
-from azswitch.dev.simulator.core import ControlError, Simulator
+from azswitch.dev.simulator.core import (
+    SDRS_GROUP,
+    SDRS_GROUP_ACTION,
+    SDRS_GROUPS,
+    SDRS_JOB,
+    ControlError,
+    Simulator,
+)
 from azswitch.dev.simulator.faults import FaultSpec
 from azswitch.dev.simulator.seed import DEMO_SEED, Seed, SeedError, load_seed, parse_seed
 from azswitch.dev.simulator.server import SimulatorServer, make_app, run_forever, serve
@@ -149,6 +211,10 @@ from azswitch.dev.simulator.wire import SimResponse
 
 __all__ = [
     "DEMO_SEED",
+    "SDRS_GROUP",
+    "SDRS_GROUPS",
+    "SDRS_GROUP_ACTION",
+    "SDRS_JOB",
     "ControlError",
     "FaultSpec",
     "ManualClock",

@@ -183,6 +183,7 @@ class Identity:
             token["catalog"] = [
                 _catalog_entry("volumev2", "cinderv2", f"{base}/v2/{project_id}", projects[project_id]),
                 _catalog_entry("evs", "evs", f"{base}/v2/{project_id}", projects[project_id]),
+                _catalog_entry("sdrs", "sdrs", f"{base}/v1/{project_id}", projects[project_id]),
                 _catalog_entry("identity", "iam", f"{base}/v3", projects[project_id]),
             ]
         elif catalog:

@@ -86,3 +86,13 @@ def iam_timestamp(epoch: float) -> str:
 def sdk_date(epoch: float) -> str:
     """``X-Sdk-Date`` format, ``20240102T030405Z``."""
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def sdrs_timestamp(epoch: float) -> str:
+    """SDRS group style (OTC doc): milliseconds, a space, no zone (``2019-05-22 08:16:54.413``); UTC."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def sdrs_job_timestamp(epoch: float) -> str:
+    """SDRS job style: milliseconds and a ``Z`` (``2018-04-19T01:55:30.443Z``)."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -4,8 +4,9 @@
 returns a ``SimResponse``; the adapters only translate to and from their frameworks, so a test through the
 transport sees exactly what a client sees over real HTTP. This module does the gateway's work (routing,
 authentication, fault injection, request IDs, the request log) and delegates the cloud's own behaviour to
-``engine.Engine``. The control API under ``/_sim/`` is dispatched here too, and each control endpoint has a
-plain Python method of the same meaning on ``Simulator``.
+``engine.Engine`` (EVS) and ``sdrs.SdrsEngine`` (SDRS protection groups and their jobs). The control API
+under ``/_sim/`` is dispatched here too, and each control endpoint has a plain Python method of the same
+meaning on ``Simulator``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from azswitch.dev.simulator.auth import (
 from azswitch.dev.simulator.clock import SimClock, cloud_timestamp
 from azswitch.dev.simulator.engine import ACTION_KEYS, INTERNAL_FAILURE, ApiError, Engine, Group, bad_request
 from azswitch.dev.simulator.faults import FaultError, Faults, FaultSpec, parse_faults
+from azswitch.dev.simulator.sdrs import SdrsEngine, SdrsGroup
+from azswitch.dev.simulator.sdrs import action_key as sdrs_action_key
 from azswitch.dev.simulator.seed import Seed, SeedError, load_seed, parse_seed
 from azswitch.dev.simulator.wire import SimResponse
 
@@ -46,8 +49,14 @@ PAIRS = "/v2/{project_id}/os-vendor-replications"
 PAIR = PAIRS + "/{id}"
 VOLUME = "/v2/{project_id}/volumes/{id}"
 CLOUD_VOLUME = "/v2/{project_id}/cloudvolumes/{id}"
+SDRS_GROUPS = "/v1/{project_id}/server-groups"
+SDRS_GROUP = SDRS_GROUPS + "/{id}"
+SDRS_GROUP_ACTION = SDRS_GROUP + "/action"
+SDRS_JOB = "/v1/{project_id}/jobs/{job_id}"
 TOKENS = "/v3/auth/tokens"
 INJECTED_FAULT = "EVS.9500"
+#: The code of an injected error on an SDRS path (invented, like EVS.9500).
+SDRS_INJECTED_FAULT = "SDRS.9500"
 #: The request log keeps this many records, so a long ``azswitch simulate`` does not grow without bound.
 MAX_LOG_RECORDS = 10_000
 
@@ -90,6 +99,10 @@ _CLOUD_ROUTES = [
     _route("GET", PAIR, "show_pair"),
     _route("GET", VOLUME, "show_volume"),
     _route("GET", CLOUD_VOLUME, "show_volume"),
+    _route("GET", SDRS_GROUPS, "sdrs_list_groups"),
+    _route("GET", SDRS_GROUP, "sdrs_show_group"),
+    _route("POST", SDRS_GROUP_ACTION, "sdrs_group_action"),
+    _route("GET", SDRS_JOB, "sdrs_show_job"),
     _route("POST", TOKENS, "issue_token"),
     _route("DELETE", TOKENS, "revoke_token"),
 ]
@@ -103,6 +116,7 @@ _CONTROL_ROUTES = [
     _route("PATCH", "/_sim/groups/{id}", "c_patch_group"),
     _route("POST", "/_sim/groups/{id}/primary", "c_primary"),
     _route("POST", "/_sim/groups/{id}/fail-next", "c_fail_next"),
+    _route("GET", "/_sim/jobs", "c_jobs"),
     _route("GET", "/_sim/faults", "c_get_faults"),
     _route("POST", "/_sim/faults", "c_set_faults"),
     _route("DELETE", "/_sim/faults", "c_clear_faults"),
@@ -159,7 +173,7 @@ def _match(routes: list[_Route], method: str, path: str) -> tuple[_Route | None,
 
 
 class Simulator:
-    """A fake EVS + IAM endpoint with fault injection and a request log.
+    """A fake EVS + SDRS + IAM endpoint with fault injection and a request log.
 
     ``clock`` is the steady clock (default ``time.monotonic``) and ``wall_clock`` the epoch clock (default:
     derived from ``clock``); ``sleep`` is awaited for injected latency (default ``asyncio.sleep``; pass
@@ -180,6 +194,8 @@ class Simulator:
         self._sleep = sleep or asyncio.sleep
         self._rng = random.Random(rng_seed)
         self.engine = Engine(self.clock, self._rng)
+        # SDRS shares the EVS engine's projects (the gateway checks those), AZ outages and timings.
+        self.sdrs = SdrsEngine(self.clock, self._rng, self.engine.outages, lambda: self.engine.timings)
         self.identity = Identity(self.clock)
         self.faults = Faults(random.Random(rng_seed))
         self._log: deque[dict[str, Any]] = deque(maxlen=MAX_LOG_RECORDS)
@@ -200,16 +216,19 @@ class Simulator:
         """Forget all state (groups, tokens, faults, outages, log); load ``seed`` or the initial one."""
         new_seed = self.initial_seed if seed is None else self._to_seed(seed)
         self.engine.clear()
+        self.sdrs.clear()
         self.identity.clear()
         self.faults.clear()
         self.clear_requests()
         self.add_seed(new_seed)
 
     def add_seed(self, seed: SeedSource) -> None:
-        """Add projects, credentials, users, groups and pairs (and override the timings it sets)."""
+        """Add projects, credentials, users, EVS groups and pairs, SDRS groups (and override the timings it
+        sets)."""
         parsed = self._to_seed(seed)
         self.identity.load(parsed)  # checks its own clashes first, so a bad seed changes nothing
         try:
+            self.sdrs.check_conflicts(parsed, self.engine.groups)
             self.engine.load(parsed)
         except SeedError:
             for cred in parsed.credentials:
@@ -217,16 +236,19 @@ class Simulator:
             for user in parsed.users:
                 self.identity.users.pop((user.domain, user.name), None)
             raise
+        self.sdrs.load(parsed)
 
     def describe(self) -> dict[str, Any]:
         """What exists (never secrets): projects, access keys, users, groups, timings, faults, outages."""
         self.engine.settle_all()
+        self.sdrs.settle_all()
         return {
             "projects": [{"id": pid, "name": name} for pid, name in self.engine.projects.items()],
             "credentials": [{"accessKey": ak} for ak in self.identity.credentials],
             "users": [{"name": u.name, "domain": u.domain} for u in self.identity.users.values()],
             "groups": [
                 {
+                    "service": "EVS",
                     "id": g.id,
                     "projectID": g.project_id,
                     "name": g.name,
@@ -234,6 +256,18 @@ class Simulator:
                     "primaryAZ": g.primary_az,
                 }
                 for g in self.engine.groups.values()
+            ]
+            + [
+                {
+                    "service": "SDRS",
+                    "id": g.id,
+                    "projectID": g.project_id,
+                    "name": g.name,
+                    "availabilityZones": [g.source_az, g.target_az],
+                    "primaryAZ": g.primary_az,
+                    "priorityStation": g.station,
+                }
+                for g in self.sdrs.groups.values()
             ],
             "timings": self.engine.timings.model_dump(by_alias=True),
             "faults": self.faults.describe(),
@@ -241,26 +275,62 @@ class Simulator:
         }
 
     def groups(self) -> list[dict[str, Any]]:
-        """Internal state of every group (AZs, primary, in-flight operation …)."""
+        """Internal state of every group, EVS ones first, then SDRS (AZs, primary, in-flight operation …)."""
         self.engine.settle_all()
-        return [self.engine.internal_view(g) for g in self.engine.groups.values()]
+        self.sdrs.settle_all()
+        return [self.engine.internal_view(g) for g in self.engine.groups.values()] + [
+            self.sdrs.internal_view(g) for g in self.sdrs.groups.values()
+        ]
 
     def group(self, group_id: str) -> dict[str, Any]:
+        sdrs = self._sdrs_group(group_id)
+        if sdrs is not None:
+            return self.sdrs.internal_view(sdrs)
         return self.engine.internal_view(self._control_group(group_id))
 
     def set_primary(self, group_id: str, primary_az: str) -> dict[str, Any]:
-        """An instant, out-of-band switchover (someone used the console): for drift tests."""
+        """An instant, out-of-band switchover (someone used the console): for drift tests. For an SDRS group
+        it moves ``priority_station`` to the station whose AZ is ``primary_az``."""
+        if self._sdrs_group(group_id) is not None:
+            return self.sdrs.internal_view(self._call(self.sdrs.set_primary, group_id, primary_az))
         return self.engine.internal_view(self._call(self.engine.set_primary, group_id, primary_az))
 
     def patch_group(self, group_id: str, **changes: Any) -> dict[str, Any]:
-        """Force fields (status, replicationStatus, faultLevel, failureDetail, name, description)."""
+        """Force fields (status, replicationStatus, faultLevel, failureDetail, name, description); for an
+        SDRS group status, priorityStation, replicationStatus, healthStatus, name, description. Either
+        cancels an operation in flight (an SDRS job then ends FAIL)."""
+        if self._sdrs_group(group_id) is not None:
+            return self.sdrs.internal_view(self._call(self.sdrs.patch_group, group_id, changes))
         return self.engine.internal_view(self._call(self.engine.patch_group, group_id, changes))
 
-    def fail_next(self, group_id: str, action: str, failure_detail: str = INTERNAL_FAILURE) -> dict[str, Any]:
-        """Make the group's next ``action`` (reverse, failover, reprotect, sync) be accepted, then fail."""
+    def fail_next(
+        self,
+        group_id: str,
+        action: str,
+        failure_detail: str | None = None,
+        *,
+        error_code: str | None = None,
+        fail_reason: str | None = None,
+    ) -> dict[str, Any]:
+        """Make the group's next ``action`` be accepted, then fail. EVS: reverse, failover, reprotect, sync,
+        with ``failure_detail`` (default 37000212). SDRS: reverse, failover, reprotect, start, stop, with the
+        job's ``error_code`` and ``fail_reason`` (defaults: the action's SDRS.10xx code, a readable reason)."""
+        if self._sdrs_group(group_id) is not None:
+            if failure_detail is not None:
+                raise ControlError(400, "an SDRS group takes errorCode and failReason, not failureDetail")
+            return self.sdrs.internal_view(
+                self._call(self.sdrs.set_fail_next, group_id, action, error_code, fail_reason)
+            )
+        if error_code is not None or fail_reason is not None:
+            raise ControlError(400, "an EVS group takes failureDetail, not errorCode or failReason")
         return self.engine.internal_view(
-            self._call(self.engine.set_fail_next, group_id, action, failure_detail)
+            self._call(self.engine.set_fail_next, group_id, action, failure_detail or INTERNAL_FAILURE)
         )
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every SDRS job, oldest first: id, type, action, group, projectID, status, errorCode, failReason."""
+        self.sdrs.settle_all()
+        return [self.sdrs.control_job_view(job) for job in self.sdrs.jobs.values()]
 
     def set_faults(self, spec: FaultSpec | Mapping[str, Any]) -> None:
         self.faults.set(parse_faults(dict(spec) if isinstance(spec, Mapping) else spec))
@@ -269,10 +339,15 @@ class Simulator:
         self.faults.clear()
 
     def az_outage(self, az: str, fault_level: str = "2") -> list[str]:
-        return self._call(self.engine.az_outage, az, str(fault_level))
+        """Take an AZ down; return the IDs of the groups (EVS, then SDRS) it touches."""
+        self.sdrs.settle_all()  # a job that ended before the outage must not see it
+        touched = self._call(self.engine.az_outage, az, str(fault_level))
+        return touched + self.sdrs.outage_started(az)
 
     def az_recover(self, az: str) -> list[str]:
-        return self._call(self.engine.az_recover, az)
+        self.sdrs.settle_all()
+        touched = self._call(self.engine.az_recover, az)
+        return touched + self.sdrs.outage_ended(az)
 
     def requests(self) -> list[dict[str, Any]]:
         """The request log (cloud and IAM calls, never control calls), oldest first."""
@@ -300,6 +375,9 @@ class Simulator:
     def _control_group(self, group_id: str) -> Group:
         return self._call(self.engine.control_group, group_id)
 
+    def _sdrs_group(self, group_id: str) -> SdrsGroup | None:
+        return self.sdrs.group_by_id(group_id)
+
     @staticmethod
     def _call(fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         try:
@@ -326,7 +404,11 @@ class Simulator:
             return self._control(method, path, body, request_id)
 
         route, params, _ = _match(_CLOUD_ROUTES, method, path)
-        action = _action_key(body) if route is not None and route.name == "group_action" else None
+        action = None
+        if route is not None and route.name == "group_action":
+            action = _action_key(body)
+        elif route is not None and route.name == "sdrs_group_action":
+            action = sdrs_action_key(body)
         template = route.template if route else path
         record: dict[str, Any] = {
             "seq": self._next_seq(),
@@ -338,7 +420,7 @@ class Simulator:
             "action": action,
             "status": None,
             "project": params.get("project_id"),
-            "group": params.get("id") if route and route.template.startswith(GROUPS) else None,
+            "group": params.get("id") if route and route.template.startswith((GROUPS, SDRS_GROUPS)) else None,
             "auth": None,
             "requestId": request_id,
             "dropped": False,
@@ -374,9 +456,12 @@ class Simulator:
             if error_status is not None:
                 record["status"] = error_status
                 message = f"injected fault: HTTP {error_status}"
-                return _json_response(
-                    error_status, {"error": {"code": INJECTED_FAULT, "message": message}}, request_id
+                code = (
+                    SDRS_INJECTED_FAULT
+                    if route is not None and route.name.startswith("sdrs_")
+                    else INJECTED_FAULT
                 )
+                return _json_response(error_status, {"error": {"code": code, "message": message}}, request_id)
 
         request = _Request(method, raw_path, raw_query, lowered, body, request_id)
         response = self._serve(route, params, request, record)
@@ -458,6 +543,8 @@ class Simulator:
         engine = self.engine
         project = params["project_id"]
         query = dict(signing.query_pairs(raw_query))
+        if name.startswith("sdrs_"):
+            return self._sdrs(name, params, query, body, request_id)
         if name == "list_groups":
             return _json_response(
                 200, {"replication_consistency_groups": engine.list_groups(project, query)}, request_id
@@ -489,6 +576,18 @@ class Simulator:
         if name == "show_pair":
             return _json_response(200, {"replication": engine.show_pair(project, params["id"])}, request_id)
         return _json_response(200, {"volume": engine.show_volume(project, params["id"])}, request_id)
+
+    def _sdrs(
+        self, name: str, params: dict[str, str], query: dict[str, str], body: bytes, request_id: str
+    ) -> SimResponse:
+        sdrs, project = self.sdrs, params["project_id"]
+        if name == "sdrs_list_groups":
+            return _json_response(200, sdrs.list_groups(project, query), request_id)
+        if name == "sdrs_show_group":
+            return _json_response(200, {"server_group": sdrs.show_group(project, params["id"])}, request_id)
+        if name == "sdrs_group_action":
+            return _json_response(200, {"job_id": sdrs.action(project, params["id"], body)}, request_id)
+        return _json_response(200, sdrs.show_job(project, params["job_id"]), request_id)
 
     # ------------------------------------------------------------------------------------ control over HTTP
 
@@ -528,6 +627,21 @@ class Simulator:
             if not isinstance(az, str):
                 raise ControlError(400, 'the body must be {"primaryAZ": "<az>"}')
             return 200, self.set_primary(gid, az)
+        if name == "c_fail_next" and self._sdrs_group(gid) is not None:
+            spec = _need_object(doc)
+            action, code, reason = spec.get("action"), spec.get("errorCode"), spec.get("failReason")
+            if (
+                not isinstance(action, str)
+                or not isinstance(code, (str, type(None)))
+                or not isinstance(reason, (str, type(None)))
+                or set(spec) - {"action", "errorCode", "failReason"}
+            ):
+                raise ControlError(
+                    400,
+                    'the body must be {"action": "reverse|failover|reprotect|start|stop", "errorCode": "SDRS.…", '
+                    '"failReason": "…"}',
+                )
+            return 200, self.fail_next(gid, action, error_code=code, fail_reason=reason)
         if name == "c_fail_next":
             spec = _need_object(doc)
             action, detail = spec.get("action"), spec.get("failureDetail", INTERNAL_FAILURE)
@@ -541,6 +655,8 @@ class Simulator:
                     'the body must be {"action": "reverse|failover|reprotect|sync", "failureDetail": "…"}',
                 )
             return 200, self.fail_next(gid, action, detail)
+        if name == "c_jobs":
+            return 200, self.jobs()
         if name == "c_get_faults":
             return 200, {"faults": self.faults.describe()}
         if name == "c_set_faults":

@@ -529,6 +529,7 @@ class Engine:
                     {"id": v.id, "pairID": pid, "availabilityZone": v.availability_zone, "role": role}
                 )
         return {
+            "service": "EVS",
             "id": g.id,
             "projectID": g.project_id,
             "name": g.name,

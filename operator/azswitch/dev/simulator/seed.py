@@ -1,5 +1,7 @@
 """The simulator's seed document: which projects, credentials, users, groups and pairs exist at start.
 
+``groups`` are EVS replication consistency groups (with their pairs), ``sdrsGroups`` SDRS protection groups.
+
 A seed is plain YAML or JSON so that a developer can write one by hand, and it is validated with pydantic
 before anything is built from it, so a typo fails at start-up with the offending field named
 (``groups[0].primaryAZ: 'az3.dc3' is not one of availabilityZones ['az1.dc1', 'az2.dc2']``) rather than
@@ -41,6 +43,34 @@ FaultLevel = Literal["0", "2", "5"]
 GROUP_STATUSES: tuple[str, ...] = get_args(GroupStatus)
 REPLICATION_STATUSES: tuple[str, ...] = get_args(ReplicationStatus)
 FAULT_LEVELS: tuple[str, ...] = get_args(FaultLevel)
+
+#: SDRS protection-group statuses (cloud-api.md §4.3).
+SdrsStatus = Literal[
+    "creating",
+    "available",
+    "protected",
+    "deleting",
+    "error-deleting",
+    "error",
+    "starting",
+    "error-starting",
+    "reprotecting",
+    "error-reprotecting",
+    "stopping",
+    "error-stopping",
+    "reversing",
+    "error-reversing",
+    "failing-over",
+    "failed-over",
+    "error-failing-over",
+]
+SdrsReplicationStatus = Literal["active", "inactive", "copying", "active-stopped"]
+SdrsHealthStatus = Literal["normal", "abnormal"]
+SdrsStation = Literal["source", "target"]
+SDRS_STATUSES: tuple[str, ...] = get_args(SdrsStatus)
+SDRS_REPLICATION_STATUSES: tuple[str, ...] = get_args(SdrsReplicationStatus)
+SDRS_HEALTH_STATUSES: tuple[str, ...] = get_args(SdrsHealthStatus)
+SDRS_STATIONS: tuple[str, ...] = get_args(SdrsStation)
 
 
 class SeedError(ValueError):
@@ -147,6 +177,34 @@ class GroupSeed(_Model):
         return [PairSeed() for _ in range(self.pairs)] if isinstance(self.pairs, int) else list(self.pairs)
 
 
+class SdrsGroupSeed(_Model):
+    """One SDRS protection group (cloud-api.md §4.2); its AZs are fixed at creation, the station moves."""
+
+    project_id: str = Field(alias="projectID", min_length=1, pattern=r"^[^/?#\s]+$")
+    id: str | None = Field(None, min_length=1, pattern=r"^[^/?#\s]+$")
+    name: str = Field("", max_length=64)
+    description: str = Field("", max_length=64)
+    source_az: str = Field(alias="sourceAZ", min_length=1, description="source_availability_zone.")
+    target_az: str = Field(alias="targetAZ", min_length=1, description="target_availability_zone.")
+    priority_station: SdrsStation = Field("source", alias="priorityStation")
+    status: SdrsStatus = "protected"
+    replication_status: SdrsReplicationStatus = Field("active", alias="replicationStatus")
+    health_status: SdrsHealthStatus = Field("normal", alias="healthStatus")
+    post_upgrade: bool = Field(
+        False, alias="postUpgrade", description="protected/replication/health status are null on the wire."
+    )
+    created_at: str | None = Field(None, alias="createdAt", description="Shown verbatim; default: seed time.")
+
+    @model_validator(mode="after")
+    def _azs(self) -> SdrsGroupSeed:
+        if self.source_az == self.target_az:
+            raise ValueError(f"targetAZ {self.target_az!r} must differ from sourceAZ {self.source_az!r}")
+        return self
+
+    def group_id(self, index: int) -> str:
+        return self.id or derived_id(self.project_id, "sdrs-group", self.name or str(index))
+
+
 class Timings(_Model):
     """How long each asynchronous step takes, in simulator seconds."""
 
@@ -160,6 +218,12 @@ class Timings(_Model):
     copying_seconds: float = Field(
         3.0, alias="copyingSeconds", ge=0, description="replication_status stays copying this long."
     )
+    start_seconds: float = Field(
+        3.0, alias="startSeconds", ge=0, description="SDRS enable protection (start-server-group)."
+    )
+    stop_seconds: float = Field(
+        3.0, alias="stopSeconds", ge=0, description="SDRS disable protection (stop-server-group)."
+    )
     token_lifetime_seconds: float = Field(86400.0, alias="tokenLifetimeSeconds", gt=0)
 
 
@@ -169,6 +233,7 @@ class Seed(_Model):
     users: list[UserSeed] = Field(default_factory=list)
     groups: list[GroupSeed] = Field(default_factory=list)
     pairs: list[UngroupedPairSeed] = Field(default_factory=list)
+    sdrs_groups: list[SdrsGroupSeed] = Field(default_factory=list, alias="sdrsGroups")
     timings: Timings = Field(default_factory=Timings)
 
     @model_validator(mode="after")
@@ -177,7 +242,12 @@ class Seed(_Model):
         _no_duplicates("project names", [p.name for p in self.projects])
         _no_duplicates("credentials", [c.access_key for c in self.credentials])
         _no_duplicates("users", [f"{u.domain}/{u.name}" for u in self.users])
-        _no_duplicates("groups", [g.group_id(i) for i, g in enumerate(self.groups)])
+        # EVS and SDRS groups share the control API's /_sim/groups/{id}, so their IDs must not clash.
+        _no_duplicates(
+            "groups",
+            [g.group_id(i) for i, g in enumerate(self.groups)]
+            + [g.group_id(i) for i, g in enumerate(self.sdrs_groups)],
+        )
         pair_ids = [p.id for g in self.groups for p in g.pair_seeds() if p.id]
         pair_ids += [p.id for p in self.pairs if p.id]
         _no_duplicates("pairs", pair_ids)
@@ -186,7 +256,8 @@ class Seed(_Model):
     def project_ids(self) -> list[str]:
         """Every project the seed mentions, listed ones first."""
         ids = [p.id for p in self.projects]
-        for pid in [g.project_id for g in self.groups] + [p.project_id for p in self.pairs]:
+        mentioned = [g.project_id for g in self.groups] + [p.project_id for p in self.pairs]
+        for pid in mentioned + [g.project_id for g in self.sdrs_groups]:
             if pid not in ids:
                 ids.append(pid)
         return ids

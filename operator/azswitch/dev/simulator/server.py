@@ -130,6 +130,7 @@ def banner(seed: Seed, url: str) -> str:
     lines = [
         f"azswitch cloud simulator listening on {url}",
         f"  EVS endpoint:   {url}   (paths /v2/{{project_id}}/…)",
+        f"  SDRS endpoint:  {url}   (paths /v1/{{project_id}}/server-groups, /v1/{{project_id}}/jobs)",
         f"  IAM endpoint:   {url}/v3   (POST /v3/auth/tokens)",
         f"  control API:    {url}/_sim/   (no auth; see GET {url}/_sim)",
     ]
@@ -144,6 +145,11 @@ def banner(seed: Seed, url: str) -> str:
         lines.append(
             f"  group:          {group.group_id(index)} {group.name or '-'} project={group.project_id} "
             f"AZs={','.join(group.availability_zones)} primary={group.primary_az}"
+        )
+    for index, sdrs in enumerate(seed.sdrs_groups):
+        lines.append(
+            f"  SDRS group:     {sdrs.group_id(index)} {sdrs.name or '-'} project={sdrs.project_id} "
+            f"source={sdrs.source_az} target={sdrs.target_az} station={sdrs.priority_station}"
         )
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)
