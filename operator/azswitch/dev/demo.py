@@ -3,15 +3,17 @@
 Why it exists: the quickest honest answer to "what does azswitch do?" is to watch it do it, with the same
 pieces a user runs: a real kube-apiserver + etcd (built once from Debian packages if needed), the cloud
 simulator over HTTP, and ``azswitch run`` as its own process with deploy/'s ServiceAccount and RBAC
-(azswitch.dev.localenv starts them all). The demo applies a Secret and a ReplicationGroup through kubectl, waits
-until it is Ready, flips ``spec.primaryAZ`` and shows the switchover live: a ``kubectl get rg -w``-like table
-line on every change, interleaved with the Kubernetes Events, with the elapsed time.
+(azswitch.dev.localenv starts them all). The demo applies a Secret and two ReplicationGroups through kubectl — one
+for an EVS replication consistency group, one for an SDRS protection group, the two cloud backends — waits
+until both are Ready, flips both ``spec.primaryAZ`` and shows the switchovers live: a ``kubectl get rg -w``-like
+table line on every change, interleaved with the Kubernetes Events, with the elapsed time.
 
 Interactive (the default), everything keeps running afterwards so the user can continue with kubectl; Ctrl-C
 stops all of it. ``--once`` runs the same scenario non-interactively and exits 0 only when the switchover
-completed as promised: exactly one switchover request reached the cloud, the resource is Ready with the new
-primary, and the SwitchoverStarted/SwitchoverSucceeded events were posted. Every failure says what to look
-at next; the logs are then kept.
+completed as promised: for each group exactly one switchover request reached the cloud (EVS
+``os-reverse-replication-consistency-group``; SDRS ``reverse-server-group`` naming the new primary's station),
+each resource is Ready with the new primary, and the SwitchoverStarted/SwitchoverSucceeded events were
+posted. Every failure says what to look at next; the logs are then kept.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -37,13 +40,30 @@ from azswitch.dev.localenv import (
 )
 
 NAMESPACE = "demo"
-NAME = "orders-db"
 SECRET = "evs-credentials"
-# The demo seed's first group and its credentials (operator/azswitch/dev/simulator/demo-seed.yaml).
+# The demo seed's credentials and groups (operator/azswitch/dev/simulator/demo-seed.yaml).
 PROJECT = "0123456789abcdef0123456789abcdef"
-GROUP = "91085433-9499-4a68-b2c6-35072467ccd2"
 ACCESS_KEY, SECRET_KEY = "AKEXAMPLE0000000000", "SKEXAMPLE0000000000000000000000000000000"
 FROM_AZ, TO_AZ = "az1.dc1", "az2.dc2"
+
+
+@dataclass(frozen=True)
+class DemoGroup:
+    """One ReplicationGroup of the demo and the cloud group it manages."""
+
+    name: str
+    group_id: str
+    service: str
+    what: str
+
+
+GROUPS = (
+    DemoGroup("orders-db", "91085433-9499-4a68-b2c6-35072467ccd2", "EVS", "EVS consistency group orders"),
+    DemoGroup(
+        "billing-db", "5e3f8a2c-1b7d-4c69-8f04-d2a6b9c1e7f3", "SDRS", "SDRS protection group pg-billing"
+    ),
+)
+NAME = GROUPS[0].name
 STEPS = 6
 # Generous: the seed's switchover takes about 8 s (5 s reversing, 3 s copying).
 READY_TIMEOUT = 60.0
@@ -83,7 +103,11 @@ class LiveView:
         self.events: set[str] = set()
         self.latest: dict[str, dict[str, Any]] = {}
         self.reasons: list[str] = []
+        self.reasons_by: dict[str, list[str]] = {}
         self._header_shown = False
+
+    def reasons_of(self, name: str) -> list[str]:
+        return self.reasons_by.get(name, [])
 
     def _row(self, cells: tuple[str, ...]) -> str:
         return "  ".join(cell.ljust(width) for cell, width in zip(cells, self.WIDTHS, strict=True)).rstrip()
@@ -117,8 +141,12 @@ class LiveView:
             return
         self.events.add(uid)
         self.reasons.append(obj.get("reason", ""))
+        self.reasons_by.setdefault(obj.get("involvedObject", {}).get("name", ""), []).append(
+            obj.get("reason", "")
+        )
         _say(
-            f"{self.clock.stamp()}  event {obj.get('type', '')} {obj.get('reason', '')}: {obj.get('message', '')}"
+            f"{self.clock.stamp()}  event {obj.get('involvedObject', {}).get('name', '')} {obj.get('type', '')} "
+            f"{obj.get('reason', '')}: {obj.get('message', '')}"
         )
 
 
@@ -146,7 +174,7 @@ class Demo:
         self.step(2, "the ReplicationGroup CRD, and deploy/'s namespace, ServiceAccount and RBAC")
         self.env.install_crds()
         self.env.install_operator_identity()
-        self.step(3, "the cloud simulator (an EVS replication consistency group API over HTTP)")
+        self.step(3, "the cloud simulator (EVS consistency groups and SDRS protection groups over HTTP)")
         self.sim = self.env.start_simulator(_demo_seed())
         self.step(
             4, "the operator: `azswitch run --all-namespaces` as ServiceAccount azswitch-system/azswitch"
@@ -178,8 +206,8 @@ class Demo:
                 self.view.event(event)
             if obj is not None:
                 self.view.resource(obj)
-            current = self.view.latest.get(NAME)
-            if until is not None and current is not None and until(current):
+            current = [self.view.latest.get(g.name) for g in GROUPS]
+            if until is not None and all(o is not None and until(o) for o in current):
                 return
             operator = self.env.operator
             if operator is not None and not operator.alive():
@@ -187,52 +215,67 @@ class Demo:
                     f"the operator exited with {operator.popen.returncode}; its last lines:\n{operator.log_tail(15)}"
                 )
             if deadline is not None and time.monotonic() > deadline:
-                raise DemoFailed(f"{what} did not happen within {timeout:.0f} s; {_why(current)}")
+                why = "; ".join(f"{g.name}: {_why(g.name, o)}" for g, o in zip(GROUPS, current, strict=True))
+                raise DemoFailed(f"{what} did not happen within {timeout:.0f} s; {why}")
 
     # -- the scenario
 
     def scenario(self) -> None:
         assert self.kubectl is not None and self.sim is not None
-        self.step(5, f"apply a Secret and a ReplicationGroup in namespace {NAMESPACE} (primary {FROM_AZ})")
-        self.kubectl.run("create", "namespace", NAMESPACE)
-        rg = _replication_group(self.sim.url, FROM_AZ)
-        self.kubectl.apply([secret_manifest(NAMESPACE, SECRET, ACCESS_KEY, SECRET_KEY), rg])
-        _say(
-            f"  kubectl apply: secret/{SECRET}, replicationgroup/{NAME} (groupID {GROUP}, endpoint {self.sim.url})"
+        names = " and ".join(g.name for g in GROUPS)
+        self.step(
+            5, f"apply a Secret and ReplicationGroups {names} in namespace {NAMESPACE} (primary {FROM_AZ})"
         )
+        self.kubectl.run("create", "namespace", NAMESPACE)
+        manifests = [_replication_group(g, self.sim.url, FROM_AZ) for g in GROUPS]
+        self.kubectl.apply([secret_manifest(NAMESPACE, SECRET, ACCESS_KEY, SECRET_KEY), *manifests])
+        _say(f"  kubectl apply: secret/{SECRET} (endpoint {self.sim.url})")
+        for g in GROUPS:
+            _say(
+                f"  kubectl apply: replicationgroup/{g.name}: cloud.service {g.service}, {g.what} ({g.group_id})"
+            )
         self._watches()
-        self.pump(lambda o: _ready(o, generation_at_least=1), READY_TIMEOUT, f"{NAME} becoming Ready")
+        self.pump(lambda o: _ready(o, generation_at_least=1), READY_TIMEOUT, f"{names} becoming Ready")
 
-        self.step(6, f"flip spec.primaryAZ to {TO_AZ}: the operator switches the group over, once")
+        self.step(6, f"flip spec.primaryAZ to {TO_AZ}: the operator switches each group over, once")
         patch = f'{{"spec":{{"primaryAZ":"{TO_AZ}"}}}}'
-        _say(f"  kubectl -n {NAMESPACE} patch rg {NAME} --type merge -p '{patch}'")
-        self.kubectl.run("patch", "rg", NAME, "-n", NAMESPACE, "--type", "merge", "-p", patch)
+        for g in GROUPS:
+            _say(f"  kubectl -n {NAMESPACE} patch rg {g.name} --type merge -p '{patch}'")
+            self.kubectl.run("patch", "rg", g.name, "-n", NAMESPACE, "--type", "merge", "-p", patch)
         started = time.monotonic()
-        self.pump(_switched, SWITCHOVER_TIMEOUT, f"the switchover of {NAME} to {TO_AZ}")
-        # The event is posted right after the status write; its watch may deliver it a moment later.
-        self.pump(lambda _o: "SwitchoverSucceeded" in self.view.reasons, 15, "the SwitchoverSucceeded event")
+        self.pump(_switched, SWITCHOVER_TIMEOUT, f"the switchovers of {names} to {TO_AZ}")
+        # The events are posted right after the status writes; their watch may deliver them a moment later.
+        self.pump(
+            lambda o: self.view.reasons_of(o["metadata"]["name"]).count("SwitchoverSucceeded") >= 1,
+            15,
+            "the SwitchoverSucceeded events",
+        )
         self.verify(time.monotonic() - started)
 
     def verify(self, seconds: float) -> None:
         assert self.kubectl is not None and self.sim is not None
-        obj = self.kubectl.json("get", "rg", NAME, "-n", NAMESPACE)
-        status = obj.get("status") or {}
-        reverses = self.sim.reverses(GROUP)
-        problems = []
-        if reverses != 1:
-            problems.append(f"the cloud received {reverses} switchover requests, not exactly 1")
-        if status.get("currentPrimaryAZ") != TO_AZ or not _ready(obj, generation_at_least=2):
-            problems.append(f"status is {status.get('phase')} with primary {status.get('currentPrimaryAZ')}")
-        for reason in ("SwitchoverStarted", "SwitchoverSucceeded"):
-            if reason not in self.view.reasons:
-                problems.append(f"no {reason} event")
+        problems, done = [], []
+        for g in GROUPS:
+            obj = self.kubectl.json("get", "rg", g.name, "-n", NAMESPACE)
+            status = obj.get("status") or {}
+            reverses = self.sim.reverses(g.group_id)
+            if reverses != 1:
+                problems.append(f"{g.name}: the cloud received {reverses} switchover requests, not exactly 1")
+            if status.get("currentPrimaryAZ") != TO_AZ or not _ready(obj, generation_at_least=2):
+                problems.append(
+                    f"{g.name}: status is {status.get('phase')} with primary {status.get('currentPrimaryAZ')}"
+                )
+            for reason in ("SwitchoverStarted", "SwitchoverSucceeded"):
+                if reason not in self.view.reasons_of(g.name):
+                    problems.append(f"{g.name}: no {reason} event")
+            operation = status.get("lastOperation") or {}
+            done.append(
+                f"  {g.name} ({g.service}) is Ready in {TO_AZ}; operation {operation.get('id')} "
+                f"{operation.get('result')}; the cloud received exactly {reverses} switchover request"
+            )
         if problems:
             raise DemoFailed("; ".join(problems))
-        operation = status.get("lastOperation") or {}
-        _say(
-            f"\n  done: {NAME} is Ready in {TO_AZ} after {seconds:.1f} s; operation {operation.get('id')} "
-            f"{operation.get('result')}; the cloud received exactly {reverses} switchover request"
-        )
+        _say(f"\n  done after {seconds:.1f} s:\n" + "\n".join(done))
 
     def instructions(self, once: bool) -> None:
         plane, sim, operator = self.env.plane, self.sim, self.env.operator
@@ -251,6 +294,7 @@ class Demo:
             f"  kubectl get rg -n {NAMESPACE} -o wide -w",
             f"  kubectl describe rg {NAME} -n {NAMESPACE}",
             f"  kubectl -n {NAMESPACE} patch rg {NAME} --type merge -p {shlex.quote(back)}    # flip back",
+            f"  kubectl -n {NAMESPACE} patch rg {GROUPS[1].name} --type merge -p {shlex.quote(back)}    # the SDRS one",
             f"  kubectl wait --for=condition=Ready rg/{NAME} -n {NAMESPACE}",
             f"  curl -s {sim.url}/_sim/requests/counts    # what the cloud received",
             f"  curl -s http://127.0.0.1:{self.metrics_port}/metrics | grep ^azswitch_",
@@ -267,15 +311,16 @@ def _demo_seed() -> Path:
     return DEMO_SEED
 
 
-def _replication_group(endpoint: str, primary: str) -> dict[str, Any]:
+def _replication_group(group: DemoGroup, endpoint: str, primary: str) -> dict[str, Any]:
     return {
         "apiVersion": "azswitch.io/v1alpha1",
         "kind": "ReplicationGroup",
-        "metadata": {"name": NAME, "namespace": NAMESPACE},
+        "metadata": {"name": group.name, "namespace": NAMESPACE},
         "spec": {
-            "groupID": GROUP,
+            "groupID": group.group_id,
             "primaryAZ": primary,
             "cloud": {
+                "service": group.service,
                 "region": "cn-north-4",
                 "projectID": PROJECT,
                 "endpoint": endpoint,
@@ -307,10 +352,10 @@ def _switched(obj: dict[str, Any]) -> bool:
     )
 
 
-def _why(obj: dict[str, Any] | None) -> str:
+def _why(name: str, obj: dict[str, Any] | None) -> str:
     """What the resource's conditions say (the operator explains itself there)."""
     if obj is None:
-        return f"kubectl shows no {NAME} in namespace {NAMESPACE}"
+        return f"kubectl shows no {name} in namespace {NAMESPACE}"
     conditions = (obj.get("status") or {}).get("conditions") or []
     said = [f"{c.get('type')}={c.get('status')} {c.get('reason')}: {c.get('message')}" for c in conditions]
     if not said:

@@ -71,6 +71,10 @@ Progress = Callable[[str], None]
 
 CRD_NAME = "replicationgroups.azswitch.io"
 REVERSE_ACTION = "os-reverse-replication-consistency-group"
+#: SDRS's planned failover (switchover) action key.
+SDRS_REVERSE_ACTION = "reverse-server-group"
+#: A switchover request, whichever backend the group is on.
+SWITCHOVER_ACTIONS = frozenset({REVERSE_ACTION, SDRS_REVERSE_ACTION})
 #: Operator settings for tests: quick polling and resync, a short lost-request grace, no metrics port
 #: (several operators may run on one machine).
 OPERATOR_FAST_SETTINGS: Mapping[str, str] = {
@@ -255,7 +259,7 @@ class SimulatorProcess(ManagedProcess):
         return [r for r in self.requests(group) if r["method"] != "GET"]
 
     def reverses(self, group: str) -> int:
-        return sum(1 for r in self.requests(group) if r.get("action") == REVERSE_ACTION)
+        return sum(1 for r in self.requests(group) if r.get("action") in SWITCHOVER_ACTIONS)
 
     def group(self, group: str) -> dict[str, Any]:
         answer: dict[str, Any] = self.control("GET", f"/groups/{group}")
