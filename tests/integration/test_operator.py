@@ -29,6 +29,8 @@ GROUP = "91085433-9499-4a68-b2c6-35072467ccd2"
 GROUP2 = "40df180b-9fe2-471a-8c64-1b758dc84189"
 AK, SK = "AKEXAMPLE0000000000", "SKEXAMPLE0000000000000000000000000000000"
 REVERSE = "os-reverse-replication-consistency-group"
+SDRS_GROUP = "5ac0a2e4-6b1f-4c52-9e0b-2f3c7d8e9a10"
+SDRS_REVERSE = "reverse-server-group"
 NS = "payments"
 
 SEED = {
@@ -45,14 +47,27 @@ SEED = {
         }
         for gid, name in ((GROUP, "orders"), (GROUP2, "payments"))
     ],
+    "sdrsGroups": [
+        {
+            "projectID": PROJECT,
+            "id": SDRS_GROUP,
+            "name": "billing",
+            "sourceAZ": "az1.dc1",
+            "targetAZ": "az2.dc2",
+        }
+    ],
     "timings": {"switchoverSeconds": 0.4, "copyingSeconds": 0.2},
 }
 
 
 def rg(
-    name: str = "orders", group: str = GROUP, primary: str = "az1.dc1", secret: str = "evs"
+    name: str = "orders",
+    group: str = GROUP,
+    primary: str = "az1.dc1",
+    secret: str = "evs",
+    service: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    body = {
         "apiVersion": "azswitch.io/v1alpha1",
         "kind": "ReplicationGroup",
         "metadata": {"name": name, "namespace": NS},
@@ -67,6 +82,9 @@ def rg(
             },
         },
     }
+    if service is not None:
+        body["spec"]["cloud"]["service"] = service  # type: ignore[index]
+    return body
 
 
 class World:
@@ -104,8 +122,8 @@ class World:
                 return dict(condition)
         return {}
 
-    def reverses(self) -> int:
-        return sum(1 for r in self.sim.requests() if r["action"] == REVERSE)
+    def reverses(self, action: str = REVERSE) -> int:
+        return sum(1 for r in self.sim.requests() if r["action"] == action)
 
     def mutating(self) -> int:
         return sum(1 for r in self.sim.requests() if r["method"] != "GET")
@@ -166,6 +184,39 @@ async def test_restarted_operator_resumes_without_resending(world: World) -> Non
         await wait_for(lambda: world.status().get("lastOperation", {}).get("result") == "Succeeded", 10)
     assert world.reverses() == 1
     assert world.status()["currentPrimaryAZ"] == "az2.dc2"
+
+
+async def test_sdrs_flip_switches_over_once_with_events_and_az_names(world: World) -> None:
+    world.kube.create(rg("billing", SDRS_GROUP, "az1.dc1", service="SDRS"))
+    async with world.operator():
+        await wait_for(lambda: world.status("billing").get("phase") == "Ready", 5)
+        world.kube.patch(NS, "billing", {"spec": {"primaryAZ": "az2.dc2"}})
+        await wait_for(
+            lambda: world.status("billing").get("lastOperation", {}).get("result") == "Succeeded", 10
+        )
+        await wait_for(lambda: "SwitchoverSucceeded" in world.event_reasons("billing"), 5)
+    status = world.status("billing")
+    assert world.reverses(SDRS_REVERSE) == 1 and world.reverses() == 0
+    assert status["currentPrimaryAZ"] == "az2.dc2"  # the AZ of the target station, never "target"
+    assert status["service"] == "SDRS"
+    assert world.sim.group(SDRS_GROUP)["priorityStation"] == "target"
+    assert world.event_reasons("billing") == ["SwitchoverStarted", "SwitchoverSucceeded"]
+
+
+async def test_sdrs_restarted_operator_follows_the_journaled_job(world: World) -> None:
+    world.sim.reset({**copy.deepcopy(SEED), "timings": {"switchoverSeconds": 1.5}})
+    world.kube.create(rg("billing", SDRS_GROUP, "az2.dc2", service="SDRS"))
+    async with world.operator():
+        await wait_for(lambda: world.status("billing").get("operation", {}).get("cloudJobID"), 5)
+    job = world.status("billing")["operation"]["cloudJobID"]
+    polls = sum(1 for r in world.sim.requests() if r["path"].endswith(f"/jobs/{job}"))
+
+    async with world.operator():
+        await wait_for(
+            lambda: world.status("billing").get("lastOperation", {}).get("result") == "Succeeded", 10
+        )
+    assert world.reverses(SDRS_REVERSE) == 1
+    assert sum(1 for r in world.sim.requests() if r["path"].endswith(f"/jobs/{job}")) > polls
 
 
 async def test_one_broken_resource_does_not_stop_the_others(world: World) -> None:
