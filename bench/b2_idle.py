@@ -42,7 +42,7 @@ def main() -> int:
 
 
 def b2(bench: Bench, args: Any) -> Report:
-    fleet = common.make_fleet(bench.namespace, args.groups, args.projects)
+    fleet = common.make_fleet(bench.namespace, args.groups, args.projects, args.service)
     bench.up(fleet, {})
     assert bench.sim is not None
     sim = bench.sim

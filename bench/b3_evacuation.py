@@ -72,7 +72,7 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
 
 
 def b3(bench: Bench, args: Any) -> Report:
-    fleet = common.make_fleet(bench.namespace, args.groups)
+    fleet = common.make_fleet(bench.namespace, args.groups, service=args.service)
     sw, cp = args.switchover_seconds, args.copying_seconds
     bench.up(fleet, {"switchoverSeconds": sw, "copyingSeconds": cp})
     assert bench.sim is not None and bench.kube is not None

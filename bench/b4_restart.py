@@ -42,7 +42,7 @@ def main() -> int:
 
 
 def b4(bench: Bench, args: Any) -> Report:
-    fleet = common.make_fleet(bench.namespace, args.groups)
+    fleet = common.make_fleet(bench.namespace, args.groups, service=args.service)
     bench.up(fleet, {})
     assert bench.sim is not None
     sim = bench.sim

@@ -52,6 +52,11 @@ AK, SK = "AKBENCH000000000000", "SKBENCH0000000000000000000000000000000000"
 SECRET = "evs-credentials"
 REVERSE = "os-reverse-replication-consistency-group"
 GROUP_LIST_TEMPLATE = "/v2/{project_id}/os-vendor-replication-consistency-groups"
+#: The SDRS side of the simulator (``--service SDRS``): protection groups, their reverse, their jobs.
+SDRS_REVERSE = "reverse-server-group"
+SDRS_LIST_TEMPLATE = "/v1/{project_id}/server-groups"
+SDRS_JOB_TEMPLATE = "/v1/{project_id}/jobs/{job_id}"
+SERVICES = ("EVS", "SDRS")
 _ID_NAMESPACE = uuid.UUID("b3c5c0de-7a1e-4b1e-9e55-a2b5e7c3d001")
 
 
@@ -71,6 +76,8 @@ class Member:
 class Fleet:
     namespace: str
     members: tuple[Member, ...]
+    #: ``spec.cloud.service`` of every resource: EVS consistency groups or SDRS protection groups.
+    service: str = "EVS"
 
     def projects(self) -> list[str]:
         return sorted({m.project_id for m in self.members})
@@ -87,22 +94,39 @@ def project_id(index: int) -> str:
     return hashlib.md5(f"azswitch-bench-project-{index}".encode()).hexdigest()
 
 
-def make_fleet(namespace: str, groups: int, projects: int = 1) -> Fleet:
+def make_fleet(namespace: str, groups: int, projects: int = 1, service: str = "EVS") -> Fleet:
     """``groups`` resources spread round-robin over ``projects`` projects; IDs are UUIDv5, stable across runs."""
     members = []
     for i in range(groups):
         project = project_id(i % projects)
         group = str(uuid.uuid5(_ID_NAMESPACE, f"{project}/{i}"))
         members.append(Member(f"rg-{i:04d}", group, project))
-    return Fleet(namespace, tuple(members))
+    return Fleet(namespace, tuple(members), service)
 
 
 def seed_document(fleet: Fleet, timings: Mapping[str, float]) -> dict[str, Any]:
-    """The simulator seed (operator/azswitch/dev/simulator/seed.py): every group active, primary in AZ1, 1 pair."""
+    """The simulator seed (operator/azswitch/dev/simulator/seed.py): every group active, primary in AZ1 (EVS:
+    one pair; SDRS: a protected group whose source station is AZ1)."""
     projects = fleet.projects()
-    return {
+    base = {
         "projects": [{"id": p, "name": f"bench-{i}"} for i, p in enumerate(projects)],
         "credentials": [{"accessKey": AK, "secretKey": SK}],
+        "timings": dict(timings),
+    }
+    if fleet.service == "SDRS":
+        return base | {
+            "sdrsGroups": [
+                {
+                    "projectID": m.project_id,
+                    "id": m.group_id,
+                    "name": m.name,
+                    "sourceAZ": AZ1,
+                    "targetAZ": AZ2,
+                }
+                for m in fleet.members
+            ]
+        }
+    return base | {
         "groups": [
             {
                 "projectID": m.project_id,
@@ -115,7 +139,6 @@ def seed_document(fleet: Fleet, timings: Mapping[str, float]) -> dict[str, Any]:
             }
             for m in fleet.members
         ],
-        "timings": dict(timings),
     }
 
 
@@ -128,6 +151,7 @@ def rg_manifest(fleet: Fleet, member: Member, endpoint: str, primary: str = AZ1)
             "groupID": member.group_id,
             "primaryAZ": primary,
             "cloud": {
+                "service": fleet.service,
                 "region": REGION,
                 "projectID": member.project_id,
                 "endpoint": endpoint,
@@ -402,10 +426,12 @@ def wall_of(record: Mapping[str, Any]) -> float:
 def kind_of(record: Mapping[str, Any]) -> str:
     """LIST / GET group / GET pair / GET volume / POST <action> / IAM / other."""
     template, method = str(record.get("template")), str(record.get("method"))
-    if method == "GET" and template == GROUP_LIST_TEMPLATE:
+    if method == "GET" and template in (GROUP_LIST_TEMPLATE, SDRS_LIST_TEMPLATE):
         return "LIST groups"
-    if method == "GET" and template.startswith(GROUP_LIST_TEMPLATE + "/"):
+    if method == "GET" and template.startswith((GROUP_LIST_TEMPLATE + "/", SDRS_LIST_TEMPLATE + "/")):
         return "GET group"
+    if method == "GET" and template == SDRS_JOB_TEMPLATE:
+        return "GET job"
     if method == "GET" and "/os-vendor-replications/" in template:
         return "GET pair"
     if method == "GET" and ("/volumes/" in template or "/cloudvolumes/" in template):
@@ -418,7 +444,7 @@ def kind_of(record: Mapping[str, Any]) -> str:
 
 
 def is_reverse(record: Mapping[str, Any]) -> bool:
-    return record.get("method") == "POST" and record.get("action") == REVERSE
+    return record.get("method") == "POST" and record.get("action") in (REVERSE, SDRS_REVERSE)
 
 
 class RequestTap:
@@ -806,6 +832,12 @@ def base_parser(description: str, timeout: float) -> argparse.ArgumentParser:
         help=f"bound on the whole run, seconds (default {timeout:.0f})",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the operator/simulator logs")
+    parser.add_argument(
+        "--service",
+        choices=SERVICES,
+        default="EVS",
+        help="the cloud backend of every group: EVS consistency groups (default) or SDRS protection groups",
+    )
     parser.add_argument("--markdown", type=Path, help="also append the result table (Markdown) to this file")
     return parser
 

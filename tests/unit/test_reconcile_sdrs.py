@@ -328,3 +328,21 @@ async def test_idle_sdrs_groups_share_one_list_and_make_no_get() -> None:
 
 def _creds() -> Credentials:
     return Credentials(AK, SK, None)
+
+
+async def test_a_job_is_polled_instead_of_the_group() -> None:
+    # 20 s of job at 0.5-1 s polls: the job is read each time, the group only around the send and the end.
+    stage = stage_with()
+    stage.kube.create(sdrs_resource(primary=SDRS_SOURCE))
+    await stage.settle(NAME)
+    stage.sim.clear_requests()
+    stage.kube.edit_spec(NAME, primaryAZ=SDRS_TARGET)
+    await stage.settle(NAME)
+    assert stage.status(NAME)["lastOperation"]["result"] == "Succeeded"
+    counts = stage.sim.request_counts()
+    gets = counts.get("GET /v1/{project_id}/server-groups/{id}", 0)
+    lists = counts.get("GET /v1/{project_id}/server-groups", 0)
+    assert job_polls(stage) >= 15, counts
+    # before sending: the reconciler's fresh read and the client's own; after the job: one fresh read
+    assert gets <= 4, counts
+    assert lists <= 3, counts  # the shared listing, at most 10 s old while the job runs

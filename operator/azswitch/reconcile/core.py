@@ -40,7 +40,7 @@ from azswitch.reconcile.credentials import CredentialStore
 from azswitch.reconcile.following import Follower
 from azswitch.reconcile.journal import Journal
 from azswitch.reconcile.listing import GroupCache
-from azswitch.reconcile.reading import Reader
+from azswitch.reconcile.reading import Reader, following_a_job
 from azswitch.reconcile.recording import Recorder
 from azswitch.reconcile.slots import OperationSlots
 from azswitch.reconcile.starting import Starter
@@ -190,8 +190,11 @@ class Reconciler:
         # The service too: one endpoint may serve both APIs (a proxy, the simulator), and an EVS LIST says
         # nothing about SDRS groups.
         ctx.listing_key = (service, endpoint, spec.cloud.project_id, credentials.access_key)
-        in_flight = isinstance(ctx.old_status.get("operation"), Mapping)
-        self.reader.track(ctx, in_flight=in_flight)
+        operation = ctx.old_status.get("operation")
+        in_flight = isinstance(operation, Mapping)
+        # An operation followed through its job polls the job, not the group: it does not count towards
+        # the groups the shared listing polls.
+        self.reader.track(ctx, in_flight=in_flight and not following_a_job(operation))  # type: ignore[arg-type]
         try:
             observation = await self.reader.observe(ctx, spec, cloud)
         except CloudError as exc:

@@ -10,6 +10,7 @@ This is also how an operation is resumed after a restart or a change of leader: 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime
 from typing import Any
@@ -128,7 +129,8 @@ class Follower:
                 operation["state"] = "InProgress"
                 operation.setdefault("acceptedAt", iso(ctx.now))
             await self.recorder.write(ctx, self.journal.moving(ctx))
-            return self._next_poll(ctx, started)
+            # A running job was read just now, whatever the age of the group's view.
+            return self.reader.poll_delay(ctx.now - started) if job_running else self._next_poll(ctx, started)
 
         # No sign of the change yet. Within the grace period that is normal (the cloud takes ~10 s to react).
         since = accepted or requested
@@ -197,6 +199,10 @@ class Follower:
             logger.warning("job %s unreadable (%s); following the group", job_id, exc, extra=log_context(ctx))
             progress = OperationProgress(Progress.RUNNING)
         if progress.progress is Progress.FAILED:
+            # The message names the group's state after the job, so read it now (a job's group view may be
+            # as old as the shared listing); a failed read does not hide the job's verdict.
+            with contextlib.suppress(CloudError):
+                observation = await self.reader.read_fresh(ctx, cloud, spec.group_id, observation)
             return True, await self.journal.end(
                 ctx,
                 "Failed",

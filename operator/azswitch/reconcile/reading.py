@@ -80,6 +80,12 @@ class Reader:
         if seen is not None and seen != asked:
             return None
         operation = ctx.old_status.get("operation")
+        if isinstance(operation, Mapping) and following_a_job(operation):
+            # The cloud's job is what is polled (SDRS): reading the group on every poll as well would double
+            # the cost for nothing. It is read afresh when the job ends; meanwhile the shared listing, at most
+            # JOB_VIEW_MAX_AGE old, keeps status.cloud current enough (one LIST per project, however many
+            # jobs run).
+            return min(JOB_VIEW_MAX_AGE, self.settings.resync_interval / 2)
         if isinstance(operation, Mapping):
             polled = sum(1 for key in self._in_flight.values() if key == ctx.listing_key)
             if polled <= self.cache.list_cost(ctx.listing_key):
@@ -188,3 +194,13 @@ class Reader:
         # Back off from poll_interval to poll_max_interval over the first minute of an operation.
         grow: float = self.settings.poll_interval * (1.5 ** max(0.0, elapsed.total_seconds() / 10))
         return min(self.settings.poll_max_interval, grow)
+
+
+#: How old the group's view may be while its operation is followed through a job (seconds).
+JOB_VIEW_MAX_AGE = 10.0
+
+
+def following_a_job(operation: Mapping[str, Any]) -> bool:
+    """Whether an operation in flight is followed through a job the cloud returned (SDRS), not by polling the
+    group: it was accepted with a ``cloudJobID``."""
+    return operation.get("state") == "InProgress" and bool(operation.get("cloudJobID"))
