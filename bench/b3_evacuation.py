@@ -18,6 +18,11 @@ per project like the API gateway's (``--cloud-rate-limit`` 10/s, ``--cloud-burst
 429s never turn into duplicates.
 
     .venv/bin/python bench/b3_evacuation.py [--groups 500] [--cap 10] [--switchover-seconds 3] [--copying-seconds 1]
+        [--via drain]
+
+``--via drain`` evacuates through one ZoneDrain of az1 instead of patching every spec (what DR automation does
+now): the time is then from creating the drain, and the report adds the time until the drain is Ready and,
+after deleting it, until every group is back at az1 (every spec still says az1 throughout).
 """
 
 from __future__ import annotations
@@ -33,9 +38,27 @@ from pathlib import Path
 from typing import Any
 
 import common
-from common import AZ2, Bench, Report, RGEvent, percentile, verdict
+from common import AZ1, AZ2, Bench, Report, RGEvent, percentile, verdict
 
 TARGET_RATIO = 1.2
+#: ``--via drain``: one drain of every group of the benchmark (no selector).
+DRAIN: dict[str, Any] = {
+    "apiVersion": "azswitch.io/v1alpha1",
+    "kind": "ZoneDrain",
+    "metadata": {"name": "b3-az1"},
+    "spec": {"zone": AZ1, "comment": "B3 evacuation"},
+}
+
+
+def wait_drain_ready(bench: Bench, kube: Any, since: float) -> float:
+    """Seconds from ``since`` until the drain's Ready condition is True (polled every 0.5 s)."""
+    while bench.remaining() > 0:
+        drain = kube.request("GET", f"/apis/azswitch.io/v1alpha1/zonedrains/{DRAIN['metadata']['name']}")
+        conditions = (drain.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+            return time.time() - since
+        time.sleep(0.5)
+    raise common.BenchTimeout("the drain never became Ready")
 
 
 def main() -> int:
@@ -57,6 +80,12 @@ def main() -> int:
         help="stop the evacuation after this many seconds and extrapolate (default 1.5 x ideal + 60)",
     )
     parser.add_argument("--dump", type=Path, help="write the request log and Ready times (JSON) here")
+    parser.add_argument(
+        "--via",
+        choices=("spec", "drain"),
+        default="spec",
+        help="patch every spec.primaryAZ (default) or create one ZoneDrain of az1",
+    )
     common.add_adoption_arguments(parser)
     args = parser.parse_args()
     return common.run("b3", args, lambda bench: b3(bench, args))
@@ -78,12 +107,22 @@ def b3(bench: Bench, args: Any) -> Report:
     assert bench.sim is not None and bench.kube is not None
     sim, kube = bench.sim, bench.kube
     done_at: dict[str, float] = {}
+    back_at: dict[str, float] = {}
     armed = threading.Event()
+    returning = threading.Event()
 
     def on_event(event: RGEvent) -> None:
+        status = event.obj.get("status") or {}
+        if returning.is_set() and event.name not in back_at:
+            if (
+                common.is_ready(event.obj)
+                and status.get("currentPrimaryAZ") == AZ1
+                and "drainedBy" not in status
+            ):
+                back_at[event.name] = event.at
+            return
         if not armed.is_set() or event.name in done_at:
             return
-        status = event.obj.get("status") or {}
         last = status.get("lastOperation") or {}
         if (
             common.is_ready(event.obj)
@@ -116,10 +155,18 @@ def b3(bench: Bench, args: Any) -> Report:
     )
     armed.set()
     first_patch = time.time()
-    with ThreadPoolExecutor(8, thread_name_prefix="patch") as pool:
-        list(pool.map(lambda m: kube.patch_spec(fleet.namespace, m.name, {"primaryAZ": AZ2}), fleet.members))
+    if args.via == "drain":
+        kube.request("POST", "/apis/azswitch.io/v1alpha1/zonedrains", DRAIN)
+    else:
+        with ThreadPoolExecutor(8, thread_name_prefix="patch") as pool:
+            list(
+                pool.map(
+                    lambda m: kube.patch_spec(fleet.namespace, m.name, {"primaryAZ": AZ2}), fleet.members
+                )
+            )
     patched = time.time() - first_patch
-    bench.progress(f"patched {args.groups} specs in {patched:.1f} s")
+    how = "created the ZoneDrain" if args.via == "drain" else f"patched {args.groups} specs"
+    bench.progress(f"{how} in {patched:.1f} s")
 
     def check() -> tuple[bool, str]:
         n = len(done_at)
@@ -142,6 +189,29 @@ def b3(bench: Bench, args: Any) -> Report:
     done = len(done_at)
     total = max(done_at.values()) - first_patch if finished else elapsed * args.groups / max(1, done)
     records = tap.stop()
+    drain_ready = back = math.nan
+    specs_kept, return_reverses = True, 0
+    if args.via == "drain" and finished:
+        drain_ready = wait_drain_ready(bench, kube, first_patch)
+        specs_kept = all(
+            kube.request("GET", kube.rg_path(fleet.namespace, m.name))["spec"]["primaryAZ"] == AZ1
+            for m in fleet.members
+        )
+        bench.progress(
+            f"drain Ready after {drain_ready:.1f} s; every spec still {AZ1}: {specs_kept}; deleting it"
+        )
+        before = common.sim_counts(sim)
+        returning.set()
+        deleted = time.time()
+        kube.request("DELETE", f"/apis/azswitch.io/v1alpha1/zonedrains/{DRAIN['metadata']['name']}")
+
+        def back_check() -> tuple[bool, str]:
+            return len(back_at) >= args.groups, f"{len(back_at)}/{args.groups} back at {AZ1}"
+
+        bench.wait_until(back_check, "the return to az1", timeout=bound, every=15.0)
+        back = max(back_at.values()) - deleted
+        returned = common.count_kinds(common.diff_counts(common.sim_counts(sim), before))
+        return_reverses = returned.get(f"POST {common.REVERSE}", 0)
     metrics = bench.metrics()
     if args.dump is not None:
         document = {"firstPatch": first_patch, "readyAt": done_at, "requests": records}
@@ -221,7 +291,24 @@ def b3(bench: Bench, args: Any) -> Report:
     report.add(
         "  ratio to ideal", f"{total / ideal:.2f}", f"<= {TARGET_RATIO}", verdict(total / ideal, TARGET_RATIO)
     )
-    report.add("patching all specs took", f"{patched:.1f} s")
+    if args.via == "drain":
+        report.add("creating the ZoneDrain took", f"{patched:.2f} s")
+        report.add("drain created → drain Ready (kubectl wait returns)", f"{drain_ready:.1f} s")
+        report.add("drain deleted → every group back at az1", f"{back:.1f} s")
+        report.add(
+            "  switchover requests for the return (one per group)",
+            str(return_reverses),
+            str(args.groups),
+            "PASS" if return_reverses == args.groups else "MISS",
+        )
+        report.add(
+            "specs changed by the evacuation",
+            "0" if specs_kept else "SOME",
+            "0",
+            "PASS" if specs_kept else "MISS",
+        )
+    else:
+        report.add("patching all specs took", f"{patched:.1f} s")
     report.add("first patch → first os-reverse", f"{first_post:.2f} s")
     report.add("slot time lost per operation (cap x T / N - cloud time)", f"{slot_loss:.2f} s")
     report.add(

@@ -36,7 +36,25 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--standalone",
         action="store_true",
-        help="accepted for compatibility: azswitch always runs standalone (one replica, no kopf peering)",
+        help="accepted for compatibility: kopf peering is never used (see --leader-elect for two replicas)",
+    )
+    run.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="act only while holding the leader Lease, for two or more replicas (overrides "
+        "AZSWITCH_LEADER_ELECT; default off)",
+    )
+    run.add_argument(
+        "--leader-election-namespace",
+        metavar="NS",
+        help="namespace of the Lease (overrides AZSWITCH_LEADER_ELECTION_NAMESPACE; default: POD_NAMESPACE, "
+        "else the pod's service account namespace)",
+    )
+    run.add_argument(
+        "--leader-election-id",
+        metavar="NAME",
+        help="name of the Lease (overrides AZSWITCH_LEADER_ELECTION_ID; default azswitch-leader)",
     )
     run.add_argument(
         "--liveness", metavar="URL", help="serve kopf's health endpoint, e.g. http://0.0.0.0:8081/healthz"
@@ -100,16 +118,35 @@ def _dev_tooling(name: str) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import os
+
     from azswitch.handlers import run_operator
+    from azswitch.leader import LeaderElection
     from azswitch.logs import setup_logging
     from azswitch.runtime import Runtime, load_kube_client
     from azswitch.settings import load_settings
 
-    overrides = {"log_format": args.log_format} if args.log_format else {}
+    overrides: dict[str, Any] = {"log_format": args.log_format} if args.log_format else {}
+    for field in ("leader_elect", "leader_election_namespace", "leader_election_id"):
+        if getattr(args, field) is not None:
+            overrides[field] = getattr(args, field)
     settings = load_settings(**overrides)
+    # Resolved before anything touches the cluster: a missing namespace is a start-up error, not a crash.
+    election = LeaderElection.from_settings(settings, os.environ) if settings.leader_elect else None
     setup_logging(settings.log_level, settings.log_format)
-    runtime = Runtime(settings, load_kube_client(args.kubeconfig))
+    runtime = Runtime(settings, load_kube_client(args.kubeconfig), election=election)
     namespaces: list[str] = args.namespace
     logger.info("starting azswitch: watching %s", ", ".join(namespaces) if namespaces else "all namespaces")
+    if election is not None:
+        logger.info(
+            "leader election on Lease %s as %s (lease %ds, renew deadline %gs, retry %gs)",
+            election.lease,
+            election.identity,
+            election.lease_duration,
+            election.renew_deadline,
+            election.retry_period,
+        )
     asyncio.run(run_operator(runtime, namespaces=namespaces, liveness=args.liveness))
-    return 0
+    # A replica that lost the Lease exits non-zero, like controller-runtime's managers: the pod restarts
+    # as a fresh standby instead of living on with state it may no longer trust.
+    return 1 if runtime.lost_leadership else 0

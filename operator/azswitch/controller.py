@@ -12,6 +12,12 @@ knows what it wrote); changes to the spec (generation), the annotations, or a ne
 The queue has two lanes. Resources with an operation in flight, and those just handed a free operation slot
 (``urgent``), go before everything else: when an evacuation patches 500 specs at once, the hundreds of
 "wait for a slot" reconciles must not delay seeing a running switchover finish, or starting the next one.
+
+With leader election the watch feeds the queue on the standby too (warm caches: a new leader knows every
+resource at once), but workers run only on the leader: ``start()`` when it takes the Lease, ``abandon()`` the
+moment it loses it, and each worker asks ``gate`` before every reconcile. ``stop(drain=...)`` lets running
+reconciles finish their step (a SIGTERMed leader completes the status write or request it is making) before
+the Lease is handed over.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+
+from azswitch.errors import NotLeading
 
 logger = logging.getLogger("azswitch.controller")
 
@@ -36,6 +44,8 @@ def _trigger(body: Mapping[str, Any]) -> tuple[Any, ...]:
         meta.get("uid"),
         meta.get("generation"),
         tuple(sorted(annotations.items())),
+        # Labels decide which ZoneDrains select the group.
+        tuple(sorted((meta.get("labels") or {}).items())),
         meta.get("deletionTimestamp"),
     )
 
@@ -59,8 +69,10 @@ class Controller:
         workers: int,
         on_forget: Callable[[str, str], None] | None = None,
         on_error: Callable[[Key, BaseException], None] | None = None,
+        gate: Callable[[], bool] | None = None,
     ) -> None:
         self._reconcile = reconcile
+        self._gate = gate
         self._workers = workers
         self._on_forget = on_forget
         self._on_error = on_error
@@ -76,6 +88,8 @@ class Controller:
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._error_backoff: dict[Key, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._busy: set[asyncio.Task[Any]] = set()  # workers inside a reconcile
+        self._closing = False
 
     # ------------------------------------------------------------------ inputs
 
@@ -166,6 +180,10 @@ class Controller:
     def keys(self) -> list[Key]:
         return list(self._objects)
 
+    def objects(self) -> list[Mapping[str, Any]]:
+        """The latest known body of every resource (what a ZoneDrain's status is computed from)."""
+        return list(self._objects.values())
+
     def get(self, key: Key) -> Mapping[str, Any] | None:
         return self._objects.get(key)
 
@@ -181,21 +199,44 @@ class Controller:
     # ------------------------------------------------------------------ workers
 
     def start(self) -> None:
+        self._closing = False
         self._tasks = [
             asyncio.create_task(self._work(), name=f"azswitch-worker-{i}") for i in range(self._workers)
         ]
 
-    async def stop(self) -> None:
+    async def stop(self, *, drain: float = 0.0) -> None:
+        """Stop the workers. With ``drain``, idle ones at once and busy ones after their current reconcile
+        (cancelled if it takes longer than ``drain`` seconds)."""
+        self._closing = True
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        busy = [task for task in self._tasks if task in self._busy]
+        if drain > 0 and busy:
+            for task in self._tasks:
+                if task not in self._busy:
+                    task.cancel()
+            _, late = await asyncio.wait(busy, timeout=drain)
+            if late:
+                logger.warning("%d reconciles still running after %.0fs; cancelling them", len(late), drain)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
+    def abandon(self) -> None:
+        """Stop every worker now, mid-reconcile (this process lost the right to act); ``stop()`` reaps them."""
+        self._closing = True
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for task in self._tasks:
+            task.cancel()
+
     async def _work(self) -> None:
-        while True:
+        worker = asyncio.current_task()
+        assert worker is not None
+        while not self._closing:
             lane, _, key = await self._queue.get()
             if self._queued.get(key) != lane:
                 continue  # a stale entry: the key moved up a lane (and ran) since
@@ -203,13 +244,23 @@ class Controller:
             body = self._objects.get(key)
             if body is None:
                 continue
+            if self._closing or (self._gate is not None and not self._gate()):
+                # Not ours to act on (any more): back into the queue for whoever acts next.
+                self.enqueue(key, urgent=lane == _URGENT)
+                return
             self._active.add(key)
+            self._busy.add(worker)
             self._cancel_timer(key)
             try:
                 delay = await self._reconcile(body)
                 self._error_backoff.pop(key, None)
             except asyncio.CancelledError:
                 raise
+            except NotLeading as exc:
+                # A fence closed mid-reconcile (the Lease is gone): stop here, unfinished, and no further.
+                logger.info("stopped: %s", exc, extra={"rg_namespace": key[0], "rg_name": key[1]})
+                self._closing = True
+                return
             except Exception as exc:  # the last line of defence: one resource must never stop the others
                 backoff = min(300.0, self._error_backoff.get(key, 1.0) * 2)
                 self._error_backoff[key] = backoff
@@ -223,6 +274,9 @@ class Controller:
                 delay = backoff
             finally:
                 self._active.discard(key)
+                self._busy.discard(worker)
+            if self._closing:
+                return
             if key in self._dirty:
                 self.enqueue(key, urgent=self._dirty.pop(key))
             elif delay is not None:

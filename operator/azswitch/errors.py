@@ -7,6 +7,7 @@ layers (plan, status) can name these types too.
 
     AzswitchError
     ├── ConfigError                   bad settings or spec; names the field and the fix
+    ├── NotLeading                    this replica does not hold the leader Lease: it must not act
     └── CloudError                    anything the cloud said (or failed to say)
         ├── TransientCloudError       retry later (retry_after seconds, if the cloud said)
         │   ├── CloudUnavailable      connect/read timeout before the request was sent, network error, 5xx
@@ -39,6 +40,16 @@ class AzswitchError(Exception):
 
 class ConfigError(AzswitchError, ValueError):
     """A setting or spec field is invalid. The message names the field and how to fix it."""
+
+
+class NotLeading(AzswitchError):
+    """This process is not (or no longer) the leader: no status write, event or cloud request may leave it.
+
+    Raised by the fences of ``azswitch.leader`` right before a side effect. Deliberately not a ``CloudError``
+    nor a Kubernetes API error, so that no error mapping downstream can take it for a failed request and
+    retry, withdraw or re-plan: the reconcile just stops where it is, and the journal lets the next leader
+    resume by observing.
+    """
 
 
 class CloudError(AzswitchError):

@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from azswitch.kube import GROUP, PLURAL, VERSION
+from azswitch.kube import DRAIN_PLURAL, GROUP, PLURAL, VERSION
 from azswitch.runtime import Runtime
 
 logger = logging.getLogger("azswitch.handlers")
@@ -31,7 +31,8 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.persistence.finalizer = "azswitch.io/finalizer"
     # Events are posted by the reconciler with the operation id; kopf's own would only duplicate them.
     settings.posting.enabled = False
-    # One replica with the Recreate strategy: kopf peering is not leader election and is not used.
+    # kopf's peering is not leader election (two operators of equal priority both pause): never used. Two
+    # replicas elect a leader on a Lease instead (azswitch.leader); both watch, only the leader acts.
     settings.peering.standalone = True
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -82,6 +83,17 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     def probe(**_: Any) -> int:
         return runtime.slots.in_use
 
+    @kopf.on.probe(id="role", registry=registry)
+    def role(**_: Any) -> str:
+        # Informational: /healthz answers 200 on a standby too (it is healthy and warm, just not acting).
+        return runtime.role
+
+    @kopf.on.event(GROUP, VERSION, DRAIN_PLURAL, registry=registry)
+    def on_drain(event: kopf.RawEvent, **_: Any) -> None:
+        body = event.get("object")
+        if isinstance(body, dict):
+            runtime.drains.observe(event.get("type"), body)
+
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     def on_event(event: kopf.RawEvent, **_: Any) -> None:
         event_type = event.get("type")
@@ -100,9 +112,14 @@ async def run_operator(
     stop_flag: asyncio.Event | None = None,
     ready_flag: asyncio.Event | None = None,
 ) -> None:
-    """Run kopf with our registry until stopped (SIGTERM/SIGINT, or ``stop_flag`` in tests)."""
+    """Run kopf with our registry until stopped (SIGTERM/SIGINT, ``stop_flag`` in tests, or the runtime itself
+    when it lost the leader Lease)."""
     settings = kopf.OperatorSettings()
     configure(settings)
+    stop_flag = stop_flag if stop_flag is not None else asyncio.Event()
+    runtime.request_exit = stop_flag.set
+    # A namespaced operator sees only its own groups: it obeys ZoneDrains but never writes their status.
+    runtime.write_drain_status = not namespaces
     await kopf.operator(
         registry=build_registry(runtime),
         settings=settings,

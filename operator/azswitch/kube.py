@@ -26,6 +26,7 @@ from azswitch.errors import AzswitchError
 GROUP = "azswitch.io"
 VERSION = "v1alpha1"
 PLURAL = "replicationgroups"
+DRAIN_KIND, DRAIN_PLURAL = "ZoneDrain", "zonedrains"
 KIND = "ReplicationGroup"
 COMPONENT = "azswitch"
 
@@ -87,6 +88,14 @@ class KubeAPI(Protocol):
         ...
 
     async def post_event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
+
+    async def read_namespace_labels(self, name: str) -> dict[str, str] | None:
+        """The namespace's labels (ZoneDrain namespace selectors); None when it does not exist."""
+        ...
+
+    async def patch_drain_status(self, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge-patch a ZoneDrain's status; returns the updated object."""
+        ...
 
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -177,15 +186,16 @@ class OfficialClientKube:
 
     async def post_event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         meta = obj.get("metadata", {})
+        # A cluster-scoped object (a ZoneDrain) has its events in "default", as kubectl describe expects.
         namespace = meta.get("namespace") or "default"
         now = datetime.now(UTC)
         event = k8s.CoreV1Event(
             metadata=k8s.V1ObjectMeta(generate_name=f"{meta.get('name', 'rg')}.", namespace=namespace),
             involved_object=k8s.V1ObjectReference(
                 api_version=f"{GROUP}/{VERSION}",
-                kind=KIND,
+                kind=obj.get("kind") or KIND,
                 name=meta.get("name"),
-                namespace=namespace,
+                namespace=meta.get("namespace") or None,
                 uid=meta.get("uid"),
                 resource_version=meta.get("resourceVersion"),
             ),
@@ -211,3 +221,47 @@ class OfficialClientKube:
                 getattr(exc, "status", None) or type(exc).__name__,
                 extra={"rg_namespace": namespace, "rg_name": meta.get("name")},
             )
+
+    async def read_namespace_labels(self, name: str) -> dict[str, str] | None:
+        """The labels of namespace ``name`` (for ZoneDrain namespace selectors); None if it does not exist."""
+        try:
+            namespace = await asyncio.to_thread(
+                self._core.read_namespace, name, _request_timeout=self._timeout
+            )
+        except Exception as exc:
+            if isinstance(exc, ApiException) and exc.status == 404:
+                return None
+            refused = _refused(exc, f"reading namespace {name}")
+            if refused is not None:
+                raise refused from None
+            if _transient(exc):
+                raise _unavailable(exc, f"reading namespace {name}") from None
+            raise
+        meta = namespace.metadata
+        return dict((meta.labels if meta is not None else None) or {})
+
+    async def patch_drain_status(self, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge-patch a ZoneDrain's ``status`` (cluster-scoped; last writer wins, the operator is the only
+        one). Raises KubeGone, KubeForbidden, KubeUnavailable."""
+        try:
+            result = await asyncio.to_thread(
+                self._custom.patch_cluster_custom_object_status,
+                GROUP,
+                VERSION,
+                DRAIN_PLURAL,
+                name,
+                {"status": dict(patch)},
+                _request_timeout=self._timeout,
+            )
+        except Exception as exc:
+            if isinstance(exc, ApiException) and exc.status == 404:
+                raise KubeGone(f"ZoneDrain {name} no longer exists") from None
+            refused = _refused(exc, f"writing the status of ZoneDrain {name}")
+            if refused is not None:
+                raise refused from None
+            if _transient(exc):
+                raise _unavailable(exc, f"writing the status of ZoneDrain {name}") from None
+            raise
+        if not isinstance(result, dict):
+            raise TypeError(f"unexpected status patch response for ZoneDrain {name}")
+        return result

@@ -158,6 +158,17 @@ class Metrics:
             "Operations currently in flight (bounded by AZSWITCH_MAX_CONCURRENT_OPERATIONS).",
             registry=r,
         )
+        self._leader = Gauge(
+            "azswitch_leader",
+            "1 while this replica acts (holds the leader Lease, or runs without leader election), 0 on a standby.",
+            registry=r,
+        )
+        self._drain_groups = Gauge(
+            "azswitch_zonedrain_groups",
+            "Groups a ZoneDrain matches, by state: matched, drained (off the zone), moving, blocked.",
+            ["drain", "state"],
+            registry=r,
+        )
         # Reasons seen so far stay exported at 0: they come from a small fixed set in plan.py, and a
         # series that drops to 0 (rather than vanishing) lets `== 0` alerts and graphs behave.
         self._seen_reasons: set[str] = set()
@@ -207,11 +218,29 @@ class Metrics:
             self._remove_health(namespace, name)
             self._recompute()
 
+    def drain(self, name: str, matched: int, drained: int, moving: int, blocked: int) -> None:
+        """A ZoneDrain's counts, as its status shows them."""
+        for state, value in (
+            ("matched", matched),
+            ("drained", drained),
+            ("moving", moving),
+            ("blocked", blocked),
+        ):
+            self._drain_groups.labels(drain=name, state=state).set(value)
+
+    def forget_drain(self, name: str) -> None:
+        for state in ("matched", "drained", "moving", "blocked"):
+            with contextlib.suppress(KeyError):
+                self._drain_groups.remove(name, state)
+
     def reconcile_error(self) -> None:
         self._reconcile_errors.inc()
 
     def operations_in_flight(self, n: int) -> None:
         self._in_flight.set(n)
+
+    def set_leader(self, leading: bool) -> None:
+        self._leader.set(1 if leading else 0)
 
     # --- serving ----------------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from azswitch.durations import DURATION_PATTERN, format_duration, parse_duration
@@ -267,6 +268,90 @@ class ReplicationGroupStatus(_Status):
     last_operation: FinishedOperation | None = Field(default=None, alias="lastOperation")
     history: list[FinishedOperation] = Field(default_factory=list, max_length=HISTORY_LIMIT)
     pending_generation: int | None = Field(default=None, alias="pendingGeneration", ge=0)
+    #: The AZ the operator steers to: spec.primaryAZ, unless a ZoneDrain holds the group away from it.
+    effective_primary_az: str | None = Field(default=None, alias="effectivePrimaryAZ")
+    #: The ZoneDrain that holds the group away from spec.primaryAZ, if one does.
+    drained_by: str | None = Field(default=None, alias="drainedBy")
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+# --- ZoneDrain (cluster-scoped) ------------------------------------------------------------------------------
+
+#: A label key: an optional DNS-subdomain prefix and a name (Kubernetes' qualified name), at most 317 chars.
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+#: A label value: empty, or up to 63 alphanumerics with '-', '_', '.' inside.
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+SelectorOperator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
+DrainPhase = Literal["Draining", "Drained", "Expired"]
+
+LabelKey = Annotated[str, Field(max_length=317, pattern=LABEL_KEY_PATTERN)]
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
+
+
+class LabelSelectorRequirement(_Spec):
+    """One ``matchExpressions`` entry, as in every Kubernetes label selector."""
+
+    key: LabelKey
+    operator: SelectorOperator
+    values: list[LabelValue] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _values_fit_the_operator(self) -> LabelSelectorRequirement:
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"operator {self.operator} needs at least one value")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"operator {self.operator} takes no values")
+        return self
+
+
+class LabelSelector(_Spec):
+    """A Kubernetes label selector: every ``matchLabels`` pair and every expression must hold. An empty
+    selector matches everything."""
+
+    match_labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, alias="matchLabels")
+    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list, alias="matchExpressions")
+
+
+class ZoneDrainSpec(_Spec):
+    """``spec`` of a ``ZoneDrain``: hold the matching ReplicationGroups away from ``zone``."""
+
+    zone: str = Field(pattern=AZ_PATTERN)
+    selector: LabelSelector | None = None
+    namespace_selector: LabelSelector | None = Field(default=None, alias="namespaceSelector")
+    expires_at: datetime | None = Field(default=None, alias="expiresAt")
+    comment: str | None = Field(default=None, max_length=256)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        # RFC 3339 always has a zone; a bare local time would mean something different on every machine.
+        if value is not None and value.tzinfo is None:
+            raise ValueError("expiresAt needs a time zone, e.g. 2026-12-08T06:00:00Z")
+        return value
+
+
+class DrainBlocked(_Status):
+    """A matched group that cannot leave the drained zone, and why."""
+
+    namespace: str
+    name: str
+    reason: str = Field(pattern=CONDITION_REASON_PATTERN)
+    message: str
+
+
+class ZoneDrainStatus(_Status):
+    """``status`` of a ``ZoneDrain``, kept by the (cluster-wide) operator."""
+
+    observed_generation: int | None = Field(default=None, alias="observedGeneration", ge=0)
+    phase: DrainPhase | None = None
+    matched_groups: int = Field(default=0, alias="matchedGroups", ge=0)
+    drained_groups: int = Field(default=0, alias="drainedGroups", ge=0)
+    moving_groups: int = Field(default=0, alias="movingGroups", ge=0)
+    blocked_groups: int = Field(default=0, alias="blockedGroups", ge=0)
+    blocked: list[DrainBlocked] = Field(default_factory=list, max_length=50)
     conditions: list[Condition] = Field(default_factory=list)
 
 

@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from azswitch.drains import Hold
 from azswitch.durations import format_duration
 from azswitch.models import Phase, ReplicationGroupSpec
 from azswitch.observation import Fault, GroupState, GroupView, Replication
 
 #: The annotation whose value approves one generation when ``spec.switchover.approval`` is Manual.
 APPROVE_ANNOTATION = "azswitch.io/approve"
+#: Under a ZoneDrain, a Manual group's move is approved per drain: its value names the drain.
+APPROVE_DRAIN_ANNOTATION = "azswitch.io/approve-drain"
 
 
 class Action(StrEnum):
@@ -91,6 +94,10 @@ class PlanInput:
     #: Only used to print a copy-pasteable approval command.
     name: str = "NAME"
     namespace: str | None = None
+    #: The ZoneDrain holding the group away from spec.primaryAZ, if one does (``azswitch.drains``).
+    hold: Hold | None = None
+    #: The drain named by the annotation ``azswitch.io/approve-drain``.
+    approved_drain: str | None = None
 
 
 # Bounded: a generation fits in int64, and int() refuses more than 4,300 digits.
@@ -108,8 +115,10 @@ def parse_approval(value: str | None) -> int | None:
 
 def plan(inp: PlanInput) -> Plan:
     """Decide what to do with the group now. Pure; see the module docstring and design.md §3."""
-    spec, obs = inp.spec, inp.observation
-    desired, current = spec.primary_az, obs.primary_az
+    spec, obs, hold = inp.spec, inp.observation, inp.hold
+    current = obs.primary_az
+    # A drain changes where the group is steered, nothing else: every gate below applies as for the spec.
+    desired = hold.target if hold is not None and hold.target is not None else spec.primary_az
 
     stalled = _stalled_gates(spec, obs)
     if stalled:
@@ -149,16 +158,26 @@ def plan(inp: PlanInput) -> Plan:
         )
         return Plan(Action.NONE, current, desired, unknown.reason, unknown.message, (unknown,))
 
+    if hold is not None and hold.target is None:
+        both = Blocker(
+            "BothZonesDrained",
+            f"{hold.words} drains {hold.zone} (spec.primaryAZ) and the group's other AZ is drained too; the "
+            f"group stays in {current}; end one of the drains to let it move",
+            BlockKind.BLOCKED,
+        )
+        return Plan(Action.NONE, current, current, both.reason, both.message, (both,))
+
     if current == desired:
         if obs.state is GroupState.FAILED_OVER:
             candidate = _reprotect(spec, obs, current, then=None)
         else:
+            held = f", held away from {hold.zone} by {hold.words}" if hold is not None else ""
             return Plan(
                 Action.NONE,
                 current,
                 desired,
                 "InSync",
-                f"the primary AZ is {current}, as desired; nothing to do",
+                f"the primary AZ is {current}, as desired{held}; nothing to do",
             )
     elif obs.state is GroupState.FAILED_OVER:
         candidate = _reprotect(spec, obs, current, then=desired)
@@ -175,6 +194,15 @@ def plan(inp: PlanInput) -> Plan:
     else:
         candidate = _move(spec, obs, current, desired)
 
+    if hold is not None and candidate.action is not Action.REPROTECT:
+        candidate = Plan(
+            candidate.action,
+            candidate.source,
+            candidate.target,
+            "ZoneDrained" if candidate.reason == "PrimaryAZChanged" else candidate.reason,
+            f"{hold.words} drains {hold.zone}: {candidate.message}",
+            candidate.blockers,
+        )
     if candidate.blockers:
         return candidate
     return _with_execution_gates(candidate, inp)
@@ -319,7 +347,20 @@ def _with_execution_gates(candidate: Plan, inp: PlanInput) -> Plan:
                     retry_at=ready_at,
                 )
             )
-    if spec.switchover.approval == "Manual" and inp.approved_generation != inp.generation:
+    if spec.switchover.approval == "Manual" and inp.hold is not None:
+        # A generation approved earlier approved the spec's AZ, not a drain's: each drain asks anew.
+        if inp.approved_drain != inp.hold.drain:
+            namespace = f" -n {inp.namespace}" if inp.namespace else ""
+            blockers.append(
+                Blocker(
+                    "AwaitingApproval",
+                    f"{candidate.action} away from {inp.hold.zone} for {inp.hold.words} needs approval: "
+                    f"kubectl annotate rg {inp.name}{namespace} "
+                    f"{APPROVE_DRAIN_ANNOTATION}={inp.hold.drain} --overwrite",
+                    BlockKind.HOLD,
+                )
+            )
+    elif spec.switchover.approval == "Manual" and inp.approved_generation != inp.generation:
         namespace = f" -n {inp.namespace}" if inp.namespace else ""
         approved = (
             f" (the annotation approves generation {inp.approved_generation}; an approval is for one "

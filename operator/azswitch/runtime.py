@@ -5,8 +5,10 @@ clean-up hooks, and tests build one directly (with the simulator's in-process tr
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +20,16 @@ from azswitch.cloud import CloudAPI, CloudConnections, RetryPolicy, Timeouts
 from azswitch.controller import Controller
 from azswitch.errors import ConfigError
 from azswitch.kube import KubeAPI, OfficialClientKube
+from azswitch.leader import FencedKube, KubeLeaseStore, LeaderElection, LeaderElector, LeaseStore
 from azswitch.metrics import Metrics, MetricsServer
 from azswitch.reconcile import Credentials, OperationSlots, Reconciler
 from azswitch.settings import Settings
+from azswitch.zonedrains import DrainBook, DrainStatusWriter
 
 logger = logging.getLogger("azswitch.runtime")
+
+#: How long a SIGTERMed leader lets running reconciles finish their step before it releases the Lease.
+SHUTDOWN_DRAIN_SECONDS = 5.0
 
 
 def load_kube_client(kubeconfig: Path | None = None) -> k8s.ApiClient:
@@ -53,12 +60,43 @@ class Runtime:
         *,
         kube: KubeAPI | None = None,
         cloud_transport: httpx.AsyncBaseTransport | None = None,
+        election: LeaderElection | None = None,
+        lease_store: LeaseStore | None = None,
     ) -> None:
+        """``election`` (``LeaderElection.from_settings``, as ``azswitch run --leader-elect`` builds it): act
+        only while holding that Lease; ``lease_store`` replaces the Lease API (tests). None: always act."""
         self.settings = settings
         self.api_client = api_client
-        self.kube = kube or OfficialClientKube(api_client, timeout=settings.kube_timeout)
         self.metrics = Metrics()
         self._metrics_server: MetricsServer | None = None
+        #: With leader election: who decides whether this process may act (azswitch.leader).
+        self.elector: LeaderElector | None = None
+        self._election: asyncio.Task[None] | None = None
+        #: Set once the Lease is lost; ``azswitch run`` then exits non-zero and the pod restarts as a standby.
+        self.lost_leadership = False
+        #: Stops the whole process (``handlers.run_operator`` points it at kopf's stop flag).
+        self.request_exit: Callable[[], None] | None = None
+        kube = kube or OfficialClientKube(api_client, timeout=settings.kube_timeout)
+        if election is not None:
+            self.elector = LeaderElector(
+                lease_store
+                or KubeLeaseStore(
+                    api_client,
+                    election.namespace,
+                    election.name,
+                    timeout=min(settings.kube_timeout, election.renew_deadline),
+                ),
+                identity=election.identity,
+                lease_duration=election.lease_duration,
+                renew_deadline=election.renew_deadline,
+                retry_period=election.retry_period,
+                description=election.lease,
+                on_started_leading=self._started_leading,
+                on_lost_leadership=self._lost_leadership,
+            )
+            # Fences: no status write or event, and (below) no cloud request, from a process not leading.
+            kube = FencedKube(kube, self.elector.check)
+        self.kube: KubeAPI = kube
         self.connections = CloudConnections(
             timeouts=Timeouts(
                 connect=settings.connect_timeout,
@@ -72,20 +110,48 @@ class Runtime:
             ca_bundle=settings.ca_bundle,
             transport=cloud_transport,
             on_request=self.metrics.cloud_request,
+            fence=self.elector.check if self.elector is not None else None,
         )
         self.slots = OperationSlots(settings.max_concurrent_operations, on_release=self._wake)
-        self.reconciler = Reconciler(settings, self.kube, self, self.slots, metrics=self.metrics)
+        # ZoneDrains: known from the watch (handlers), asked by the reconciler, reported by the writer.
+        self.drains = DrainBook(
+            self.kube,
+            wake=self._wake_all,
+            namespace_ttl=settings.resync_interval,
+        )
+        self.reconciler = Reconciler(
+            settings, self.kube, self, self.slots, metrics=self.metrics, drains=self.drains.lookup
+        )
         self.controller = Controller(
             self.reconciler.reconcile,
             workers=settings.workers,
             on_forget=self.reconciler.forget,
             on_error=lambda key, exc: self.metrics.reconcile_error(),
+            gate=lambda: self.leading,
         )
         self.reconciler.on_written = self.controller.written
         self.reconciler.claimants = self.controller.claimants
+        #: Only a cluster-wide operator writes ZoneDrain status (a namespaced one sees a part of the groups).
+        self.write_drain_status = True
+        self._drain_writer = DrainStatusWriter(self.drains, self.controller.objects, metrics=self.metrics)
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process may act now (always, without leader election)."""
+        return self.elector is None or self.elector.leading
+
+    @property
+    def role(self) -> str:
+        """For the health endpoint and logs: standalone, leader, or the elector's state (candidate, …)."""
+        if self.elector is None:
+            return "standalone"
+        return "leader" if self.elector.leading else self.elector.state
 
     def client(self, service: str, endpoint: str, project_id: str, credentials: Credentials) -> CloudAPI[Any]:
         return self.connections.backend(service, endpoint, project_id, credentials)
+
+    def _wake_all(self) -> None:
+        self.controller.enqueue_all()
 
     def _wake(self, keys: list[str]) -> None:
         for key in keys:
@@ -94,15 +160,60 @@ class Runtime:
 
     async def start(self) -> None:
         self._metrics_server = self.metrics.start_server(self.settings.metrics_port)
-        self.controller.start()
+        if self.elector is None:
+            self._begin_acting()
+        else:
+            # A standby: the watch keeps the queue warm, nothing is reconciled until the Lease is ours.
+            self.metrics.set_leader(False)
+            self._election = asyncio.create_task(self.elector.run(), name="azswitch-leader-election")
+            self._election.add_done_callback(self._election_ended)
         logger.info(
             "azswitch started: %d workers, at most %d operations at once",
             self.settings.workers,
             self.settings.max_concurrent_operations,
         )
 
+    def _begin_acting(self) -> None:
+        self.metrics.set_leader(True)
+        # Everything known so far, operations in flight first (their lane is re-evaluated here).
+        self.controller.enqueue_all()
+        self.controller.start()
+        if self.write_drain_status:
+            self._drain_writer.start()
+
+    def _started_leading(self) -> None:
+        logger.info("this replica leads: reconciling every resource, operations in flight first")
+        self._begin_acting()
+
+    def _lost_leadership(self, reason: str) -> None:
+        self.lost_leadership = True
+        self.metrics.set_leader(False)
+        # Nothing acts from here on (and the fences refuse anything that still tries): no new request, no
+        # status write; a poll in flight is abandoned, and the next leader resumes it from the journal.
+        self.controller.abandon()
+        logger.error("lost the leader Lease (%s); exiting so that this pod restarts as a standby", reason)
+        if self.request_exit is not None:
+            self.request_exit()
+
+    def _election_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and not self.lost_leadership:
+            logger.error("leader election crashed", exc_info=task.exception())
+            self._lost_leadership("leader election crashed")
+
     async def stop(self) -> None:
-        await self.controller.stop()
+        await self._drain_writer.stop()
+        if self.elector is not None and self.elector.leading:
+            # SIGTERM on the leader: the running reconciles finish their step (the intent written is sent,
+            # the status write lands), then the Lease is handed back so that the standby leads at once.
+            await self.controller.stop(drain=SHUTDOWN_DRAIN_SECONDS)
+        else:
+            await self.controller.stop()
+        if self.elector is not None:
+            if await self.elector.release():
+                logger.info("released the leader Lease")
+            self.metrics.set_leader(False)
+        if self._election is not None:
+            self._election.cancel()
         await self.connections.aclose()
         if self._metrics_server is not None:
             self._metrics_server.close()

@@ -89,10 +89,51 @@ class Settings(BaseSettings):
     log_format: LogFormat = LogFormat.PLAIN
     metrics_port: int = Field(8080, ge=0, le=65535, description="Prometheus metrics port; 0 disables.")
 
+    # High availability: leader election on a coordination.k8s.io/v1 Lease (azswitch.leader, design.md §3.2).
+    leader_elect: bool = Field(
+        False, description="Act only while holding the leader Lease (on in deploy/: two replicas)."
+    )
+    leader_election_namespace: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+        description="Namespace of the Lease; default: POD_NAMESPACE, else the pod's service account namespace.",
+    )
+    leader_election_id: str = Field(
+        "azswitch-leader",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        max_length=253,
+        description="Name of the Lease (deploy/'s RBAC grants get/update on this one name only).",
+    )
+    leader_election_lease_duration: int = Field(
+        15, ge=1, le=3600, description="Whole seconds a standby waits on an unchanged Lease before taking it."
+    )
+    leader_election_renew_deadline: float = Field(
+        10.0, gt=0, le=3600, description="Seconds the leader keeps acting without a successful renew."
+    )
+    leader_election_retry_period: float = Field(
+        2.0, gt=0, le=600, description="Seconds between attempts to acquire or renew the Lease."
+    )
+
     @model_validator(mode="after")
     def _poll_bounds(self) -> Settings:
         if self.poll_max_interval < self.poll_interval:
             raise ValueError("poll_max_interval must be >= poll_interval")
+        return self
+
+    @model_validator(mode="after")
+    def _leader_election_timing(self) -> Settings:
+        # As client-go: a leader must stop acting (renew deadline) before a standby may take over (lease
+        # duration), and must get more than one try at renewing (retry period) within its deadline.
+        duration = self.leader_election_lease_duration
+        deadline = self.leader_election_renew_deadline
+        retry = self.leader_election_retry_period
+        if not duration > deadline > retry:
+            raise ValueError(
+                f"need {ENV_PREFIX}LEADER_ELECTION_LEASE_DURATION ({duration}) > "
+                f"{ENV_PREFIX}LEADER_ELECTION_RENEW_DEADLINE ({deadline:g}) > "
+                f"{ENV_PREFIX}LEADER_ELECTION_RETRY_PERIOD ({retry:g})"
+            )
         return self
 
 

@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import pytest
 import yaml
@@ -62,6 +62,9 @@ READY_TIMEOUT = 45.0
 OPERATION_TIMEOUT = 60.0
 # The simulator's request-log template of the project's group list.
 GROUP_LIST = "/v2/{project_id}/os-vendor-replication-consistency-groups"
+# The same for SDRS: the project's protection-group list, and one job (its record has no group).
+SDRS_GROUP_LIST = "/v1/{project_id}/server-groups"
+SDRS_JOB = "/v1/{project_id}/jobs/{job_id}"
 
 # pytest captures output until a test ends; the first run builds the control plane for minutes, and
 # progress that appears only afterwards looks like a hang.
@@ -73,6 +76,14 @@ T = TypeVar("T")
 def _progress(line: str) -> None:
     if _TERMINAL is not None:
         print(f"[e2e] {line}", file=_TERMINAL, flush=True)
+
+
+class SdrsGroup(NamedTuple):
+    """A protection group seeded for one test: its id and the two AZs fixed at its creation."""
+
+    id: str
+    source_az: str
+    target_az: str
 
 
 class E2E:
@@ -153,6 +164,80 @@ class E2E:
         )
         return group
 
+    def new_sdrs_group(self, station: str = "source", **fields: Any) -> SdrsGroup:
+        """Seed a fresh SDRS protection group at ``station`` (``source``/``target``).
+
+        Its AZs are unique to it (SDRS AZs are free strings fixed at creation), so an AZ outage a test
+        starts for them touches no other group of the session.
+        """
+        group = str(uuid.uuid4())
+        tag = group[:8]
+        source_az, target_az = f"{AZ1}-{tag}", f"{AZ2}-{tag}"
+        self.current_groups.append(group)
+        self.sim.seed(
+            {
+                "sdrsGroups": [
+                    {
+                        "projectID": PROJECT,
+                        "id": group,
+                        "name": f"e2e-pg-{tag}",
+                        "sourceAZ": source_az,
+                        "targetAZ": target_az,
+                        "priorityStation": station,
+                        **fields,
+                    }
+                ]
+            }
+        )
+        return SdrsGroup(group, source_az, target_az)
+
+    def sdrs_actions(self, group: str, action: str) -> int:
+        """How many ``POST …/server-groups/{id}/action`` with this action key the cloud received."""
+        return sum(1 for r in self.sim.requests(group) if r["method"] == "POST" and r.get("action") == action)
+
+    def job_polls(self, job_id: str, after: int = 0) -> int:
+        """How many ``GET /v1/{project_id}/jobs/{job_id}`` of this job, after request-log seq ``after``."""
+        return sum(
+            1
+            for r in self.sim.requests()
+            if r["seq"] > after
+            and r["method"] == "GET"
+            and r["template"] == SDRS_JOB
+            and r["path"].rstrip("/").endswith(f"/{job_id}")
+        )
+
+    def last_seq(self) -> int:
+        """The request log's newest seq number: count "from now on" with ``seq > last_seq()``."""
+        return max((r["seq"] for r in self.sim.requests()), default=0)
+
+    def sim_jobs(self, group: str) -> list[dict[str, Any]]:
+        """The simulator's SDRS jobs of ``group``, oldest first."""
+        return [j for j in self.sim.control("GET", "/jobs") if j.get("group") == group]
+
+    @contextlib.contextmanager
+    def sim_timings(self, **timings: float) -> Iterator[None]:
+        """Set simulator timings (global to the session) for a block; the previous values afterwards."""
+        before = self.sim.control("GET", "")["timings"]
+        self.sim.set_timings(**timings)
+        try:
+            yield
+        finally:
+            self.sim.set_timings(**{key: before[key] for key in timings})
+
+    def wait_for_fresh_sdrs_looks(self, group: str, looks: int = 2) -> None:
+        """``wait_for_fresh_looks`` for an SDRS group: a GET of it, or of the project's group list."""
+
+        def is_look(record: dict[str, Any]) -> bool:
+            if record["method"] != "GET":
+                return False
+            return record.get("group") == group or record["template"] == SDRS_GROUP_LIST
+
+        mark = self.last_seq()
+        self.wait(
+            lambda: sum(1 for r in self.sim.requests() if r["seq"] > mark and is_look(r)) >= looks,
+            f"{looks} more reads of SDRS group {group} by the operator",
+        )
+
     def wait_for_fresh_looks(self, group: str, looks: int = 2) -> None:
         """Wait until the operator has read ``group`` from the cloud ``looks`` more times from now on.
 
@@ -192,6 +277,14 @@ class E2E:
                 **spec,
             },
         }
+
+    def sdrs_manifest(
+        self, namespace: str, name: str, group: SdrsGroup, primary: str, **spec: Any
+    ) -> dict[str, Any]:
+        """``rg_manifest`` for an SDRS protection group (``spec.cloud.service: SDRS``)."""
+        manifest = self.rg_manifest(namespace, name, group.id, primary=primary, **spec)
+        manifest["spec"]["cloud"]["service"] = "SDRS"
+        return manifest
 
     def patch_spec(self, namespace: str, name: str, **fields: Any) -> None:
         """``kubectl patch --type merge`` of spec fields, as a person or DR automation would."""

@@ -76,6 +76,7 @@ RG = kmock.resource(GROUP, VERSION, PLURAL)
 SECRETS = kmock.resource("", "v1", "secrets")
 EVENTS = kmock.resource("", "v1", "events")
 NAMESPACES = kmock.resource("", "v1", "namespaces")
+ZD = kmock.resource(GROUP, VERSION, "zonedrains")
 
 _ALL_VERBS = frozenset({"create", "delete", "get", "list", "patch", "update", "watch"})
 
@@ -88,6 +89,10 @@ DEFAULT_RESOURCES: Mapping[kmock.resource, kmock.ResourceInfo] = {
         namespaced=True,
         verbs=_ALL_VERBS,
         subresources={"status"},
+    ),
+    # Cluster-scoped, like the real CRD: kopf watches it cluster-wide; the operator patches its /status.
+    ZD: kmock.ResourceInfo(
+        kind="ZoneDrain", singular="zonedrain", namespaced=False, verbs=_ALL_VERBS, subresources={"status"}
     ),
     SECRETS: kmock.ResourceInfo(kind="Secret", singular="secret", namespaced=True, verbs=_ALL_VERBS),
     EVENTS: kmock.ResourceInfo(kind="Event", singular="event", namespaced=True, verbs=_ALL_VERBS),

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from kube import KubeAPI, kube_api, run_operator, wait_for
+from kube import ZD, KubeAPI, kube_api, run_operator, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from azswitch.dev.simulator import Simulator, SimulatorTransport
@@ -134,7 +134,7 @@ class World:
 
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
-    async with kube_api(namespaces=[NS]) as kube:
+    async with kube_api(namespaces=[NS, "default"]) as kube:
         kube.create_secret(NS, "evs", {"accessKey": AK, "secretKey": SK})
         yield World(kube)
 
@@ -278,3 +278,52 @@ async def test_metrics_endpoint_after_a_switchover(world: World) -> None:
     assert samples[("azswitch_cloud_requests_total", (("code", "200"), ("operation", "switchover")))] == 1
     assert samples[("azswitch_operations_in_flight", ())] == 0
     assert samples[("azswitch_operation_duration_seconds_count", (("action", "Switchover"),))] == 1
+
+
+async def test_a_zone_drain_moves_the_selected_group_and_reports_itself(world: World) -> None:
+    db = rg(primary="az1.dc1")
+    db["metadata"]["labels"] = {"tier": "db"}
+    world.kube.create(db)
+    world.kube.create(rg("payments", GROUP2, "az1.dc1"))
+    drain = {
+        "apiVersion": "azswitch.io/v1alpha1",
+        "kind": "ZoneDrain",
+        "metadata": {"name": "az1-outage"},
+        "spec": {"zone": "az1.dc1", "selector": {"matchLabels": {"tier": "db"}}, "comment": "INC-4711"},
+    }
+    async with world.operator():
+        await wait_for(lambda: world.status().get("phase") == "Ready", 5)
+        world.kube.create(drain, resource=ZD)
+
+        def drained() -> bool:
+            status = (world.kube.get(None, "az1-outage", resource=ZD) or {}).get("status") or {}
+            return status.get("phase") == "Drained"
+
+        await wait_for(drained, 15)
+        status = world.status()
+        assert (status["currentPrimaryAZ"], status["drainedBy"]) == ("az2.dc2", "az1-outage")
+        assert world.kube.get(NS, "orders")["spec"]["primaryAZ"] == "az1.dc1"  # type: ignore[index]
+        assert world.status("payments")["currentPrimaryAZ"] == "az1.dc1"
+        drain_status = (world.kube.get(None, "az1-outage", resource=ZD) or {})["status"]
+        assert (
+            drain_status["matchedGroups"],
+            drain_status["drainedGroups"],
+            drain_status["blockedGroups"],
+        ) == (
+            1,
+            1,
+            0,
+        )
+        ready = drain_status["conditions"][0]
+        assert (ready["type"], ready["status"]) == ("Ready", "True")
+        reasons = [
+            e["reason"] for e in world.kube.events("default") if e["involvedObject"]["kind"] == "ZoneDrain"
+        ]
+        assert "DrainStarted" in reasons and "Drained" in reasons
+
+        world.kube.delete(None, "az1-outage", resource=ZD)
+        await wait_for(
+            lambda: world.status().get("currentPrimaryAZ") == "az1.dc1" and "drainedBy" not in world.status(),
+            15,
+        )
+    assert world.reverses() == 2

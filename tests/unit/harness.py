@@ -21,6 +21,7 @@ from azswitch.dev.simulator import ManualClock, Simulator, SimulatorTransport
 from azswitch.kube import KubeConflict, KubeGone, KubeUnavailable, forbidden
 from azswitch.reconcile import Credentials, GroupCache, OperationSlots, Reconciler
 from azswitch.settings import Settings, load_settings
+from azswitch.zonedrains import DrainBook, DrainStatusWriter
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 GROUP = "91085433-9499-4a68-b2c6-35072467ccd2"
@@ -160,6 +161,10 @@ class FakeKube:
     #: Secret reads answered 403, as with a missing RBAC rule.
     forbid_secrets: bool = False
     crashes: int = 0
+    #: Namespace labels (ZoneDrain namespace selectors) and ZoneDrain objects by name.
+    namespaces: dict[str, dict[str, str]] = field(default_factory=lambda: {"payments": {}})
+    drains: dict[str, dict[str, Any]] = field(default_factory=dict)
+    drain_writes: int = 0
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     _rv: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -216,8 +221,26 @@ class FakeKube:
 
     async def post_event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         self.events.append(
-            {"name": obj["metadata"]["name"], "type": type_, "reason": reason, "message": message}
+            {
+                "name": obj["metadata"]["name"],
+                "kind": obj.get("kind", "ReplicationGroup"),
+                "type": type_,
+                "reason": reason,
+                "message": message,
+            }
         )
+
+    async def read_namespace_labels(self, name: str) -> dict[str, str] | None:
+        labels = self.namespaces.get(name)
+        return None if labels is None else dict(labels)
+
+    async def patch_drain_status(self, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        drain = self.drains.get(name)
+        if drain is None:
+            raise KubeGone(name)
+        drain["status"] = copy.deepcopy(dict(patch))
+        self.drain_writes += 1
+        return copy.deepcopy(drain)
 
     def reasons(self, name: str = "orders") -> list[str]:
         return [e["reason"] for e in self.events if e["name"] == name]
@@ -258,6 +281,19 @@ class Stage:
         )
         self.slots = OperationSlots(self.settings.max_concurrent_operations)
         self.cache = GroupCache(clock=self.clock)
+        # ZoneDrains, as the runtime wires them: the watch feeds the book (here: add_drain), the reconciler
+        # asks it, the writer reports on the drains.
+        self.woken = 0
+        self.book = DrainBook(
+            self.kube,
+            wake=self._wake,
+            namespace_ttl=self.settings.resync_interval,
+            clock=self.now,
+            monotonic=self.clock,
+        )
+        for body in self.kube.drains.values():
+            self.book.observe("ADDED", body)
+        self.writer = DrainStatusWriter(self.book, lambda: list(self.kube.objects.values()))
         self.reconciler = Reconciler(
             self.settings,
             self.kube,
@@ -266,7 +302,33 @@ class Stage:
             clock=self.now,
             cache=self.cache,
             claimants=self.claimants,
+            drains=self.book.lookup,
         )
+
+    def _wake(self) -> None:
+        self.woken += 1
+
+    def add_drain(self, name: str, **spec: Any) -> dict[str, Any]:
+        """Create (or replace, with a new generation) a ZoneDrain, as kubectl apply and the watch would."""
+        old = self.kube.drains.get(name)
+        generation = (old["metadata"]["generation"] + 1) if old else 1
+        body = {
+            "apiVersion": "azswitch.io/v1alpha1",
+            "kind": "ZoneDrain",
+            "metadata": {"name": name, "generation": generation, "uid": f"uid-{name}"},
+            "spec": spec,
+            "status": (old or {}).get("status", {}),
+        }
+        self.kube.drains[name] = body
+        self.book.observe("MODIFIED" if old else "ADDED", body)
+        return body
+
+    def delete_drain(self, name: str) -> None:
+        body = self.kube.drains.pop(name)
+        self.book.observe("DELETED", body)
+
+    def drain_status(self, name: str) -> dict[str, Any]:
+        return dict(self.kube.drains[name].get("status") or {})
 
     def claimants(self, group_id: str) -> list[dict[str, Any]]:
         return [o for o in self.kube.objects.values() if o["spec"].get("groupID") == group_id]

@@ -333,6 +333,12 @@ def schema_errors(node: Schema, value: Any, path: str) -> list[str]:
             problems.append(f"{path}: pattern")
         if len(value) > node.get("maxLength", len(value)):
             problems.append(f"{path}: maxLength")
+    if isinstance(value, list) and isinstance(node.get("items"), dict):
+        for index, item in enumerate(value):
+            problems += schema_errors(node["items"], item, f"{path}[{index}]")
+    if isinstance(value, dict) and isinstance(node.get("additionalProperties"), dict):
+        for key, item in value.items():
+            problems += schema_errors(node["additionalProperties"], item, f"{path}.{key}")
     if isinstance(value, dict):
         problems += [f"{path}.{name}: required" for name in node.get("required", []) if name not in value]
         for name, child in node.get("properties", {}).items():

@@ -46,13 +46,36 @@ OPERATOR_RULES: dict[tuple[str, str], frozenset[str]] = {
 CRD_OBSERVER_RULES: dict[tuple[str, str], frozenset[str]] = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): frozenset({"list", "watch"}),  # kopf's observer
 }
-CLUSTER_ROLES = {"azswitch": OPERATOR_RULES, "azswitch-crd-observer": CRD_OBSERVER_RULES}
+# ZoneDrains (cluster-scoped): read in every install mode; their status written only by a cluster-wide one.
+DRAIN_READER_RULES: dict[tuple[str, str], frozenset[str]] = {
+    ("azswitch.io", "zonedrains"): frozenset({"list", "watch"}),  # kopf's watcher
+    ("", "namespaces"): frozenset({"get"}),  # zonedrains.py: labels for a drain's namespaceSelector
+}
+DRAIN_STATUS_RULES: dict[tuple[str, str], frozenset[str]] = {
+    ("azswitch.io", "zonedrains/status"): frozenset({"patch"}),  # zonedrains.py DrainStatusWriter
+}
+CLUSTER_ROLES = {
+    "azswitch": OPERATOR_RULES,
+    "azswitch-crd-observer": CRD_OBSERVER_RULES,
+    "azswitch-drain-reader": DRAIN_READER_RULES,
+    "azswitch-drain-status": DRAIN_STATUS_RULES,
+}
+# Leader election, a Role in the operator's namespace only: (apiGroup, resource, resourceNames) -> verbs.
+# get/update only on the one Lease name; create cannot be restricted by name; no cluster-wide lease rights.
+LEADER_ELECTION_ROLE = "azswitch-leader-election"
+LEASE_NAME = "azswitch-leader"
+LEADER_ELECTION_RULES: dict[tuple[str, str, tuple[str, ...]], frozenset[str]] = {
+    ("coordination.k8s.io", "leases", ()): frozenset({"create"}),  # leader.py: the first replica creates it
+    ("coordination.k8s.io", "leases", (LEASE_NAME,)): frozenset({"get", "update"}),  # acquire/renew/release
+    ("", "events", ()): frozenset({"create"}),  # leader.py: "X became leader" on the Lease
+}
 # Only the namespaced overlay: kopf lists/watches namespaces in namespaced mode (see its rbac.yaml).
 NAMESPACE_OBSERVER_RULES: dict[tuple[str, str], frozenset[str]] = {
     ("", "namespaces"): frozenset({"list", "watch"}),
 }
 OVERLAY_CLUSTER_ROLES = {
     "azswitch-crd-observer": CRD_OBSERVER_RULES,
+    "azswitch-drain-reader": DRAIN_READER_RULES,
     "azswitch-namespace-observer": NAMESPACE_OBSERVER_RULES,
 }
 
@@ -110,6 +133,20 @@ def rules_table(rules: list[Mapping[str, Any]]) -> dict[tuple[str, str], frozens
     return {key: frozenset(verbs) for key, verbs in table.items()}
 
 
+def named_rules_table(
+    rules: list[Mapping[str, Any]],
+) -> dict[tuple[str, str, tuple[str, ...]], frozenset[str]]:
+    """Like ``rules_table``, keyed by resourceNames too (``()``: any name)."""
+    table: dict[tuple[str, str, tuple[str, ...]], set[str]] = {}
+    for rule in rules:
+        assert set(rule) <= {"apiGroups", "resources", "resourceNames", "verbs"}, f"unexpected fields: {rule}"
+        names = tuple(sorted(rule.get("resourceNames", [])))
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                table.setdefault((group, resource, names), set()).update(rule["verbs"])
+    return {key: frozenset(verbs) for key, verbs in table.items()}
+
+
 def walk(node: Any) -> Iterator[Any]:
     yield node
     if isinstance(node, Mapping):
@@ -155,7 +192,7 @@ def test_the_base_includes_the_crd_through_crds_kustomization() -> None:
     assert "../../crds" in base["resources"]
     assert base["namespace"] == NAMESPACE
     crds = yaml.safe_load((ROOT / "crds" / "kustomization.yaml").read_text())
-    assert crds["resources"] == [CRD_PATH.name]
+    assert crds["resources"] == [CRD_PATH.name, "zonedrains.azswitch.io.yaml"]
     top = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
     assert top["resources"] == ["base"]
 
@@ -172,8 +209,11 @@ def test_namespace() -> None:
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
-        pytest.param("spec.replicas", 1, id="one-replica"),
-        pytest.param("spec.strategy.type", "Recreate", id="recreate"),
+        pytest.param("spec.replicas", 2, id="two-replicas"),
+        pytest.param("spec.strategy.type", "RollingUpdate", id="rolling-update"),
+        # Never below two running replicas during a rollout: a standby is always there (deployment.yaml).
+        pytest.param("spec.strategy.rollingUpdate.maxUnavailable", 0, id="max-unavailable-0"),
+        pytest.param("spec.strategy.rollingUpdate.maxSurge", 1, id="max-surge-1"),
         pytest.param("spec.template.spec.serviceAccountName", SERVICE_ACCOUNT, id="service-account"),
         pytest.param("spec.template.spec.enableServiceLinks", False, id="no-service-links"),
         pytest.param("spec.template.spec.securityContext.runAsNonRoot", True, id="pod-non-root"),
@@ -220,6 +260,39 @@ def test_args_are_valid_for_the_cli() -> None:
     args = _parser().parse_args(["run", *container()["args"]])
     assert args.all_namespaces
     assert args.liveness == LIVENESS
+    assert args.leader_elect is True
+    # The Lease name is the default, the one name the Role grants get/update on.
+    assert args.leader_election_id is None
+    assert Settings.model_fields["leader_election_id"].default == LEASE_NAME
+
+
+def test_pod_name_and_namespace_come_from_the_downward_api() -> None:
+    env = {item["name"]: item for item in container()["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+
+
+@pytest.mark.parametrize(
+    "key", ["topology.kubernetes.io/zone", "kubernetes.io/hostname"], ids=["zones", "nodes"]
+)
+def test_replicas_spread_over_zones_and_nodes_but_always_schedule(key: str) -> None:
+    spec = deployment()["spec"]
+    constraints = {c["topologyKey"]: c for c in spec["template"]["spec"]["topologySpreadConstraints"]}
+    assert set(constraints) == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+    constraint = constraints[key]
+    assert constraint["maxSkew"] == 1
+    # ScheduleAnyway: a single-zone (or single-node) cluster still runs both replicas.
+    assert constraint["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert constraint["labelSelector"] == {"matchLabels": spec["selector"]["matchLabels"]}
+
+
+def test_a_disruption_budget_keeps_one_replica() -> None:
+    pdb = find(load_all(BASE / "pdb.yaml"), "PodDisruptionBudget", "azswitch")
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["spec"]["minAvailable"] == 1 and "maxUnavailable" not in pdb["spec"]
+    assert pdb["spec"]["selector"] == deployment()["spec"]["selector"]
+    base = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    assert "pdb.yaml" in base["resources"]
 
 
 @pytest.mark.parametrize("probe", ["livenessProbe", "readinessProbe"])
@@ -238,7 +311,7 @@ def test_metrics_port_and_environment() -> None:
     c = container()
     ports = {port["name"]: port["containerPort"] for port in c["ports"]}
     assert ports["metrics"] == 8080
-    env = {item["name"]: item["value"] for item in c["env"]}
+    env = {item["name"]: item["value"] for item in c["env"] if "value" in item}
     assert env["AZSWITCH_LOG_FORMAT"] == "json"
     assert LogFormat(env["AZSWITCH_LOG_FORMAT"]) is LogFormat.JSON
     # The served port (setting, default 8080) and the declared containerPort must agree.
@@ -281,12 +354,48 @@ def test_cluster_role_grants_exactly_the_table(name: str) -> None:
 
 def test_base_rbac_has_nothing_else() -> None:
     kinds = sorted((doc["kind"], doc["metadata"]["name"]) for doc in load_all(BASE / "rbac.yaml"))
-    assert kinds == [
-        ("ClusterRole", "azswitch"),
-        ("ClusterRole", "azswitch-crd-observer"),
-        ("ClusterRoleBinding", "azswitch"),
-        ("ClusterRoleBinding", "azswitch-crd-observer"),
+    assert kinds == sorted(
+        [("ClusterRole", name) for name in CLUSTER_ROLES]
+        + [("ClusterRoleBinding", name) for name in CLUSTER_ROLES]
+        + [("Role", LEADER_ELECTION_ROLE), ("RoleBinding", LEADER_ELECTION_ROLE)]
+    )
+
+
+def leader_election_role(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    roles = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == LEADER_ELECTION_ROLE]
+    assert len(roles) == 1, f"expected one Role {LEADER_ELECTION_ROLE}, found {len(roles)}"
+    return roles[0]
+
+
+def test_leader_election_role_grants_exactly_the_table() -> None:
+    role = leader_election_role(load_all(BASE / "rbac.yaml"))
+    assert named_rules_table(role["rules"]) == LEADER_ELECTION_RULES
+    # The Role's namespace is the base's (kustomize's namespace transformer): the operator's own only.
+    assert "namespace" not in role["metadata"] or role["metadata"]["namespace"] == NAMESPACE
+    binding = find(load_all(BASE / "rbac.yaml"), "RoleBinding", LEADER_ELECTION_ROLE)
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": LEADER_ELECTION_ROLE,
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}
     ]
+
+
+@pytest.mark.parametrize("path", yaml_files(), ids=lambda path: str(path.relative_to(DEPLOY)))
+def test_no_lease_rights_anywhere_else(path: Path) -> None:
+    """Leases only in the leader election Role: no ClusterRole, and no other Role, touches them."""
+    for doc in load_all(path):
+        if doc.get("kind") not in ("Role", "ClusterRole"):
+            continue
+        if doc["kind"] == "Role" and doc["metadata"]["name"] == LEADER_ELECTION_ROLE:
+            continue
+        for rule in doc.get("rules", []):
+            assert "coordination.k8s.io" not in rule.get("apiGroups", []), (
+                f"{path}: {doc['metadata']['name']}"
+            )
+            assert "leases" not in rule.get("resources", []), f"{path}: {doc['metadata']['name']}"
 
 
 @pytest.mark.parametrize("name", sorted(CLUSTER_ROLES))
@@ -309,6 +418,8 @@ def overlay_namespaces() -> list[str]:
     (c,) = yaml.safe_load(patch["patch"])["spec"]["template"]["spec"]["containers"]
     assert not option(c["args"], "--all-namespaces") and "--all-namespaces" not in c["args"]
     assert option(c["args"], "--liveness") == [LIVENESS]
+    # The patch replaces the base's args whole: leader election must be asked for again.
+    assert "--leader-elect" in c["args"]
     return option(c["args"], "--namespace")
 
 
@@ -359,7 +470,13 @@ def test_overlay_deletes_the_cluster_wide_secret_access() -> None:
         patch = yaml.safe_load(entry["patch"])
         if patch.get("$patch") == "delete":
             deleted.add((patch["kind"], patch["metadata"]["name"]))
-    assert deleted == {("ClusterRole", "azswitch"), ("ClusterRoleBinding", "azswitch")}
+    # Cluster-wide Secret access, and the ZoneDrain status writes a namespaced operator must not make.
+    assert deleted == {
+        ("ClusterRole", "azswitch"),
+        ("ClusterRoleBinding", "azswitch"),
+        ("ClusterRole", "azswitch-drain-status"),
+        ("ClusterRoleBinding", "azswitch-drain-status"),
+    }
 
 
 # --- rendering with kustomize -------------------------------------------------------------------------------
@@ -396,17 +513,33 @@ def test_rendered_base() -> None:
     assert kinds == [
         ("ClusterRole", "azswitch"),
         ("ClusterRole", "azswitch-crd-observer"),
+        ("ClusterRole", "azswitch-drain-reader"),
+        ("ClusterRole", "azswitch-drain-status"),
         ("ClusterRoleBinding", "azswitch"),
         ("ClusterRoleBinding", "azswitch-crd-observer"),
+        ("ClusterRoleBinding", "azswitch-drain-reader"),
+        ("ClusterRoleBinding", "azswitch-drain-status"),
         ("CustomResourceDefinition", "replicationgroups.azswitch.io"),
+        ("CustomResourceDefinition", "zonedrains.azswitch.io"),
         ("Deployment", "azswitch"),
         ("Namespace", NAMESPACE),
+        ("PodDisruptionBudget", "azswitch"),
+        ("Role", LEADER_ELECTION_ROLE),
+        ("RoleBinding", LEADER_ELECTION_ROLE),
         ("Service", "azswitch-metrics"),
         ("ServiceAccount", SERVICE_ACCOUNT),
     ]
     for doc in docs:
-        if doc["kind"] in ("Deployment", "Service", "ServiceAccount"):
+        if doc["kind"] in (
+            "Deployment",
+            "Service",
+            "ServiceAccount",
+            "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
+        ):
             assert doc["metadata"]["namespace"] == NAMESPACE, doc["kind"]
+    assert named_rules_table(leader_election_role(docs)["rules"]) == LEADER_ELECTION_RULES
     # The CRD arrives unchanged (kustomize only adds the common labels to its metadata).
     rendered_crd = find(docs, "CustomResourceDefinition", "replicationgroups.azswitch.io")
     assert rendered_crd["spec"] == yaml.safe_load(CRD_PATH.read_text())["spec"]
@@ -428,8 +561,14 @@ def test_rendered_overlay() -> None:
         find(docs, "RoleBinding", "azswitch", namespace)
     (c,) = find(docs, "Deployment", "azswitch", NAMESPACE)["spec"]["template"]["spec"]["containers"]
     assert option(c["args"], "--namespace") == namespaces
-    # The overlay changes args only: the hardening of the base is intact.
+    # The overlay changes args only: the hardening of the base is intact, leader election works the same.
     assert c["securityContext"] == container()["securityContext"]
+    assert "--leader-elect" in c["args"] and c["env"] == container()["env"]
+    role = leader_election_role(docs)
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert named_rules_table(role["rules"]) == LEADER_ELECTION_RULES
+    find(docs, "RoleBinding", LEADER_ELECTION_ROLE, NAMESPACE)
+    find(docs, "PodDisruptionBudget", "azswitch", NAMESPACE)
 
 
 # --- samples ------------------------------------------------------------------------------------------------

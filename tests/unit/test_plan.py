@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from azswitch.drains import Hold
 from azswitch.models import CONDITION_REASON_PATTERN, ReplicationGroupSpec
 from azswitch.observation import CloudFacts, Fault, GroupState, GroupView, Replication
 from azswitch.plan import (
@@ -758,3 +759,76 @@ def test_parse_approval(value: str | None, expected: int | None) -> None:
 def test_plan_is_pure() -> None:
     inp = make_input(make_spec(switchover={"approval": "Manual"}))
     assert plan(inp) == plan(replace(inp)) == plan(inp)
+
+
+# --- ZoneDrain holds: a different desired AZ, every gate as before ----------------------------------------------
+
+HELD = Hold("az1-outage", AZ1, AZ2, "INC-4711")
+
+
+def test_a_hold_steers_the_group_to_its_other_az_and_names_the_drain() -> None:
+    p = plan(make_input(make_spec(AZ1), hold=HELD))
+    assert (p.action, p.source, p.target, p.reason, p.executable) == (
+        Action.SWITCHOVER,
+        AZ1,
+        AZ2,
+        "ZoneDrained",
+        True,
+    )
+    assert "ZoneDrain az1-outage (INC-4711) drains az1.dc1" in p.message
+
+
+def test_held_and_already_away_is_in_sync_and_says_why() -> None:
+    p = plan(make_input(make_spec(AZ1), make_observation(primary_az=AZ2), hold=HELD))
+    assert (p.action, p.reason) == (Action.NONE, "InSync")
+    assert "held away from az1.dc1 by ZoneDrain az1-outage" in p.message
+
+
+def test_both_zones_drained_stays_and_is_blocked() -> None:
+    p = plan(make_input(make_spec(AZ1), hold=Hold("az1-outage", AZ1, None)))
+    assert (p.action, p.target, p.reason) == (Action.NONE, AZ1, "BothZonesDrained")
+    assert [(b.reason, b.kind) for b in p.blockers] == [("BothZonesDrained", BLOCKED)]
+
+
+@pytest.mark.parametrize(
+    ("spec", "observation", "reasons"),
+    [
+        pytest.param({"dryRun": True}, {}, ["DryRun"], id="dry-run"),
+        pytest.param(
+            {},
+            {"replication": Replication.INACTIVE, "fault": Fault.PRIMARY_FAULTY},
+            ["SwitchoverImpossible"],
+            id="no-failover-unless-the-group-allows-it",
+        ),
+        pytest.param({}, {"state": GroupState.SWITCHING}, ["GroupBusy"], id="busy"),
+        pytest.param(COOLDOWN_10M, {}, ["CooldownActive"], id="cooldown"),
+    ],
+)
+def test_every_gate_applies_under_a_hold(
+    spec: dict[str, Any], observation: dict[str, Any], reasons: list[str]
+) -> None:
+    inp = make_input(
+        make_spec(AZ1, **spec),
+        make_observation(**observation),
+        hold=HELD,
+        last_finished_at=NOW - timedelta(minutes=1),
+    )
+    p = plan(inp)
+    assert not p.executable
+    assert [b.reason for b in p.blockers] == reasons
+
+
+def test_failover_under_a_hold_only_where_the_spec_allows() -> None:
+    obs = make_observation(replication=Replication.INACTIVE, fault=Fault.PRIMARY_FAULTY, fault_level="2")
+    p = plan(make_input(make_spec(AZ1, failover={"allowed": True}), obs, hold=HELD))
+    assert (p.action, p.target, p.executable) == (Action.FAILOVER, AZ2, True)
+
+
+def test_manual_approval_under_a_hold_is_per_drain_not_per_generation() -> None:
+    spec = make_spec(AZ1, **MANUAL)
+    # The generation was approved for the spec's AZ; the drain's move still asks.
+    p = plan(make_input(spec, hold=HELD, approved_generation=3))
+    assert [b.reason for b in p.blockers] == ["AwaitingApproval"]
+    assert "azswitch.io/approve-drain=az1-outage" in p.blockers[0].message
+    assert plan(make_input(spec, hold=HELD, approved_drain="az1-outage")).executable
+    assert not plan(make_input(spec, hold=HELD, approved_drain="another-drain")).executable

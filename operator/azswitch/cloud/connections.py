@@ -7,12 +7,18 @@ simulator's in-process transport in tests); it belongs to the caller and is neve
 
 ``CloudConnections.backend(service, endpoint, project_id, credentials)`` is the reconciler's ``CloudFactory``;
 ``client()`` and ``evs()`` build the EVS client directly (its own tests use them).
+
+A ``fence`` (the leader elector's ``check``) is called before every request goes on the wire — an httpx
+request hook, so after the rate limiter's wait, after signing, and for every retry of a throttled request
+anew — and whatever it raises aborts the request unsent: a replica that stopped leading sends nothing more,
+however long its requests waited for a token or a Retry-After.
 """
 
 from __future__ import annotations
 
 import re
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +99,7 @@ class CloudConnections:
         ca_bundle: str | Path | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         on_request: RequestHook | None = None,
+        fence: Callable[[], None] | None = None,
     ) -> None:
         self._timeout = (timeouts or Timeouts()).to_httpx()
         self._verify: ssl.SSLContext | bool = True
@@ -109,6 +116,7 @@ class CloudConnections:
         )
         self._transport = _BorrowedTransport(transport) if transport is not None else None
         self._on_request = on_request
+        self._fence = fence
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._limiters: dict[tuple[str, str], RateLimiter] = {}
         self._closed = False
@@ -127,8 +135,13 @@ class CloudConnections:
                 verify=self._verify,
                 headers={"User-Agent": USER_AGENT},
                 follow_redirects=False,
+                event_hooks={"request": [self._check_fence]} if self._fence is not None else None,
             )
         return self._clients[key]
+
+    async def _check_fence(self, request: httpx.Request) -> None:
+        if self._fence is not None:
+            self._fence()
 
     def limiter(self, endpoint: str, project_id: str) -> RateLimiter:
         key = (normalize_endpoint(endpoint), project_id)

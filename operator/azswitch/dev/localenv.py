@@ -51,6 +51,7 @@ from azswitch.dev import controlplane
 __all__ = [
     "CRD_NAME",
     "OPERATOR_FAST_SETTINGS",
+    "OPERATOR_LEADER_SETTINGS",
     "REVERSE_ACTION",
     "JsonWatch",
     "Kubectl",
@@ -85,6 +86,15 @@ OPERATOR_FAST_SETTINGS: Mapping[str, str] = {
     # A Secret created or fixed after its ReplicationGroup is read at the next reconcile.
     "AZSWITCH_CREDENTIALS_TTL": "0",
     "AZSWITCH_METRICS_PORT": "0",
+}
+#: ``OPERATOR_FAST_SETTINGS`` for replicas that elect a leader (``LocalEnv.start_replica``), with a short
+#: lease so that a test sees a takeover within seconds: 4 s lease, 3 s renew deadline, 0.5 s retry.
+OPERATOR_LEADER_SETTINGS: Mapping[str, str] = {
+    **OPERATOR_FAST_SETTINGS,
+    "AZSWITCH_LEADER_ELECT": "true",
+    "AZSWITCH_LEADER_ELECTION_LEASE_DURATION": "4",
+    "AZSWITCH_LEADER_ELECTION_RENEW_DEADLINE": "3",
+    "AZSWITCH_LEADER_ELECTION_RETRY_PERIOD": "0.5",
 }
 # Kinds in deploy/ that make up the operator's identity, and which of them live in a namespace.
 _IDENTITY_KINDS = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
@@ -516,6 +526,8 @@ class LocalEnv:
         self.simulator: SimulatorProcess | None = None
         self.operator: OperatorProcess | None = None
         self.operator_env: dict[str, str] = {}
+        #: Further operator processes beside ``operator`` (``start_replica``), stopped by close() too.
+        self.replicas: list[OperatorProcess] = []
         self.watches: list[JsonWatch] = []
         self._closed = False
         # Also on an exception that escapes the caller's clean-up, or a plain sys.exit().
@@ -567,7 +579,14 @@ class LocalEnv:
         self.progress(f"installing {', '.join(p.name for p in crds)}")
         for path in crds:
             kubectl.run("apply", "-f", str(path))
-        kubectl.run("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s", timeout=90)
+        for path in crds:  # each file is named after its CRD: <plural>.azswitch.io.yaml
+            kubectl.run(
+                "wait",
+                "--for=condition=Established",
+                f"crd/{path.name.removesuffix('.yaml')}",
+                "--timeout=60s",
+                timeout=90,
+            )
 
     def install_operator_identity(self) -> Path:
         """Apply deploy/'s Namespace, ServiceAccount and RBAC; write a kubeconfig with the account's token.
@@ -672,6 +691,31 @@ class LocalEnv:
             raise LocalEnvError(f"the operator is already running (pid {self.operator.pid})")
         if settings is not None:
             self.operator_env = dict(settings)
+        op = self._launch_operator("operator", self.operator_env, timeout)
+        self.operator = op
+        return op
+
+    def start_replica(
+        self, name: str, settings: Mapping[str, str] | None = None, *, timeout: float = 60.0
+    ) -> OperatorProcess:
+        """One more ``azswitch run`` beside ``operator`` — a replica of a leader-elected pair — as deploy/'s
+        ServiceAccount, with ``POD_NAME=name`` and ``POD_NAMESPACE`` that account's namespace, as the
+        downward API sets them in deploy/; its log is ``<name>.log``. Returns once /healthz answers (a
+        standby answers too)."""
+        if self.operator_identity is None:
+            raise LocalEnvError("no operator identity yet: call install_operator_identity() first")
+        env = {
+            **(settings if settings is not None else OPERATOR_LEADER_SETTINGS),
+            "POD_NAME": name,
+            "POD_NAMESPACE": self.operator_identity[0],
+        }
+        replica = self._launch_operator(name, env, timeout)
+        self.replicas.append(replica)
+        return replica
+
+    def _launch_operator(self, name: str, environment: Mapping[str, str], timeout: float) -> OperatorProcess:
+        if self.operator_kubeconfig is None:
+            raise LocalEnvError("no operator identity yet: call install_operator_identity() first")
         port = free_port()
         healthz = f"http://127.0.0.1:{port}/healthz"
         argv = [
@@ -685,12 +729,11 @@ class LocalEnv:
             "--liveness",
             healthz,
         ]
-        log = self.logs / "operator.log"
-        base = ManagedProcess.spawn("operator", argv, log, _child_env(self.operator_env))
+        log = self.logs / f"{name}.log"
+        base = ManagedProcess.spawn(name, argv, log, _child_env(environment))
         op = OperatorProcess(base.name, base.argv, base.log, base.popen, healthz=healthz)
-        self.operator = op
         self.progress(
-            f"starting the operator as {':'.join(self.operator_identity or ())} (pid {op.pid}, log {log})"
+            f"starting the {name} as {':'.join(self.operator_identity or ())} (pid {op.pid}, log {log})"
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -740,7 +783,7 @@ class LocalEnv:
         for watch in self.watches:
             with contextlib.suppress(Exception):
                 watch.close()
-        for process in (self.operator, self.simulator):
+        for process in (*self.replicas, self.operator, self.simulator):
             if process is not None and process.alive():
                 self.progress(f"stopping the {process.name} (pid {process.pid})")
                 process.stop()

@@ -7,7 +7,7 @@ how the resource stands after this reconcile, which the recorder turns into phas
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from azswitch import plan as planning
 from azswitch import status as statuses
 from azswitch.cloud.api import CloudAPI
+from azswitch.drains import Drain
 from azswitch.models import ReplicationGroupSpec
 from azswitch.observation import GroupView
 
@@ -25,7 +26,10 @@ _M = TypeVar("_M", bound=BaseModel)
 ANNOTATION_APPROVE = "azswitch.io/approve"
 ANNOTATION_RETRY = "azswitch.io/retry"
 ANNOTATION_RECONCILE = "azswitch.io/reconcile-requested-at"
-PERSON_ANNOTATIONS = frozenset({ANNOTATION_APPROVE, ANNOTATION_RETRY, ANNOTATION_RECONCILE})
+ANNOTATION_APPROVE_DRAIN = "azswitch.io/approve-drain"
+PERSON_ANNOTATIONS = frozenset(
+    {ANNOTATION_APPROVE, ANNOTATION_RETRY, ANNOTATION_RECONCILE, ANNOTATION_APPROVE_DRAIN}
+)
 
 #: The phase a resource shows while an operation of this kind runs.
 ACTION_PHASE = {
@@ -40,6 +44,10 @@ class Credentials:
     access_key: str
     secret_key: str = field(repr=False)
     security_token: str | None = field(default=None, repr=False)
+
+
+#: The ZoneDrains selecting a group: (namespace, labels) → drains (active or not; ``drains.hold_for`` decides).
+DrainLookup = Callable[[str, Mapping[str, str]], Awaitable[Sequence[Drain]]]
 
 
 class CloudFactory(Protocol):
@@ -59,6 +67,7 @@ class Ctx:
     name: str
     generation: int
     annotations: Mapping[str, str]
+    labels: Mapping[str, str]
     resource_version: str | None
     old_status: dict[str, Any]
     status: dict[str, Any]
@@ -86,6 +95,7 @@ class Ctx:
             name=str(meta.get("name", "")),
             generation=int(meta.get("generation") or 0),
             annotations=dict(meta.get("annotations") or {}),
+            labels=dict(meta.get("labels") or {}),
             resource_version=meta.get("resourceVersion"),
             old_status=old_status,
             status=dict(old_status),

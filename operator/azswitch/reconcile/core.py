@@ -35,7 +35,7 @@ from azswitch.kube import KubeAPI, KubeConflict, KubeForbidden, KubeGone, KubeUn
 from azswitch.metrics import Metrics
 from azswitch.models import ReplicationGroupSpec, spec_errors
 from azswitch.reconcile.claims import rival
-from azswitch.reconcile.context import CloudFactory, Ctx, Verdict, log_context
+from azswitch.reconcile.context import CloudFactory, Ctx, DrainLookup, Verdict, log_context
 from azswitch.reconcile.credentials import CredentialStore
 from azswitch.reconcile.following import Follower
 from azswitch.reconcile.journal import Journal
@@ -63,6 +63,7 @@ class Reconciler:
         cache: GroupCache | None = None,
         claimants: Callable[[str], Iterable[Mapping[str, Any]]] | None = None,
         metrics: Metrics | None = None,
+        drains: DrainLookup | None = None,
     ) -> None:
         self.settings = settings
         self.clouds = clouds
@@ -78,7 +79,7 @@ class Reconciler:
         self.recorder.on_written = on_written
         self.reader = Reader(settings, self.cache, self.recorder, self.credentials, self.rng)
         self.journal = Journal(self.recorder, self.reader, slots, self.metrics)
-        self.starter = Starter(settings, self.recorder, self.reader, self.journal, slots, clock)
+        self.starter = Starter(settings, self.recorder, self.reader, self.journal, slots, clock, drains)
         self.follower = Follower(settings, self.recorder, self.reader, self.journal, self.starter, slots)
 
     @property

@@ -14,13 +14,23 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from azswitch import drains as draining
 from azswitch import plan as planning
 from azswitch import status as statuses
 from azswitch.cloud.api import CloudAPI, OperationHandle
 from azswitch.errors import CloudAuthError, CloudError, CloudThrottled, CloudUnavailable, OutcomeUnknown
 from azswitch.models import ReplicationGroupSpec
 from azswitch.observation import GroupView
-from azswitch.reconcile.context import ANNOTATION_APPROVE, ANNOTATION_RETRY, Ctx, Verdict, iso, parse_time
+from azswitch.reconcile.context import (
+    ANNOTATION_APPROVE,
+    ANNOTATION_APPROVE_DRAIN,
+    ANNOTATION_RETRY,
+    Ctx,
+    DrainLookup,
+    Verdict,
+    iso,
+    parse_time,
+)
 from azswitch.reconcile.journal import Journal
 from azswitch.reconcile.reading import Reader
 from azswitch.reconcile.recording import Recorder
@@ -37,8 +47,10 @@ class Starter:
         journal: Journal,
         slots: OperationSlots,
         clock: Callable[[], datetime],
+        drains: DrainLookup | None = None,
     ) -> None:
         self.settings = settings
+        self.drains = drains
         self.recorder = recorder
         self.reader = reader
         self.journal = journal
@@ -67,6 +79,7 @@ class Starter:
             )
 
         last_finished = parse_time(last.get("finishedAt")) if isinstance(last, Mapping) else None
+        hold = await self._hold(ctx, spec, observation)
         plan = planning.plan(
             planning.PlanInput(
                 spec=spec,
@@ -78,6 +91,8 @@ class Starter:
                 capacity_available=self.slots.available(ctx.key),
                 name=ctx.name,
                 namespace=ctx.namespace,
+                hold=hold,
+                approved_drain=ctx.annotations.get(ANNOTATION_APPROVE_DRAIN),
             )
         )
         ctx.plan = plan
@@ -109,6 +124,21 @@ class Starter:
                 return await self.reader.failed(ctx, spec, exc)
             return await self.plan_and_act(ctx, spec, cloud, observation)
         return await self.start(ctx, spec, cloud, plan, attempts=1, operation_id=str(uuid.uuid4()))
+
+    async def _hold(
+        self, ctx: Ctx, spec: ReplicationGroupSpec, observation: GroupView
+    ) -> draining.Hold | None:
+        """The ZoneDrain holding the group away from its spec, recorded in status (effectivePrimaryAZ,
+        drainedBy) whether or not anything can move now."""
+        selecting = await self.drains(ctx.namespace, ctx.labels) if self.drains is not None else ()
+        hold = draining.hold_for(spec.primary_az, observation.availability_zones, selecting, ctx.now)
+        if hold is None:
+            ctx.status["effectivePrimaryAZ"] = spec.primary_az
+            ctx.status.pop("drainedBy", None)
+        else:
+            ctx.status["effectivePrimaryAZ"] = hold.target or observation.primary_az or spec.primary_az
+            ctx.status["drainedBy"] = hold.drain
+        return hold
 
     def _failure_holds(self, ctx: Ctx, last: Mapping[str, Any]) -> bool:
         if last.get("result") not in ("Failed", "TimedOut", "Abandoned"):
@@ -188,9 +218,14 @@ class Starter:
             failure = exc
         # The Event comes after the request (still before its outcome's), so that in an evacuation the next
         # group's start never waits on an informational write.
+        drained_by = ctx.status.get("drainedBy")
+        why = f" (held away from {plan.source} by ZoneDrain {drained_by})" if drained_by else ""
         if attempts == 1:
             await self.recorder.event(
-                ctx, "Normal", f"{action}Started", f"{action} {operation_id}: {plan.source} → {plan.target}"
+                ctx,
+                "Normal",
+                f"{action}Started",
+                f"{action} {operation_id}: {plan.source} → {plan.target}{why}",
             )
         else:
             await self.recorder.event(
