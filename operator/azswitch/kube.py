@@ -76,6 +76,18 @@ def _unavailable(exc: Exception, what: str) -> KubeUnavailable:
     return KubeUnavailable(f"Kubernetes API unavailable while {what} ({detail})")
 
 
+def _mapped(exc: Exception, what: str) -> Exception:
+    """What a failed call raises, the one mapping every method shares: refused (401/403) →
+    ``KubeForbidden``, unavailable (5xx, 429, no answer) → ``KubeUnavailable``, anything else unchanged.
+    Each caller handles its own 404/409 first."""
+    refused = _refused(exc, what)
+    if refused is not None:
+        return refused
+    if _transient(exc):
+        return _unavailable(exc, what)
+    return exc
+
+
 class KubeAPI(Protocol):
     async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
         """The Secret's decoded data, or None when it does not exist."""
@@ -136,12 +148,7 @@ class OfficialClientKube:
         except Exception as exc:
             if isinstance(exc, ApiException) and exc.status == 404:
                 return None
-            refused = _refused(exc, f"reading Secret {namespace}/{name}")
-            if refused is not None:
-                raise refused from None
-            if _transient(exc):
-                raise _unavailable(exc, f"reading Secret {namespace}/{name}") from None
-            raise
+            raise _mapped(exc, f"reading Secret {namespace}/{name}") from None
         data: dict[str, str] = {}
         for key, value in (secret.data or {}).items():
             try:
@@ -174,12 +181,7 @@ class OfficialClientKube:
                 raise KubeConflict(f"{namespace}/{name} changed since it was read") from None
             if status == 404:
                 raise KubeGone(f"{namespace}/{name} no longer exists") from None
-            refused = _refused(exc, f"writing the status of {namespace}/{name}")
-            if refused is not None:
-                raise refused from None
-            if _transient(exc):
-                raise _unavailable(exc, f"writing the status of {namespace}/{name}") from None
-            raise
+            raise _mapped(exc, f"writing the status of {namespace}/{name}") from None
         if not isinstance(result, dict):
             raise TypeError(f"unexpected status patch response for {namespace}/{name}")
         return result
@@ -231,12 +233,7 @@ class OfficialClientKube:
         except Exception as exc:
             if isinstance(exc, ApiException) and exc.status == 404:
                 return None
-            refused = _refused(exc, f"reading namespace {name}")
-            if refused is not None:
-                raise refused from None
-            if _transient(exc):
-                raise _unavailable(exc, f"reading namespace {name}") from None
-            raise
+            raise _mapped(exc, f"reading namespace {name}") from None
         meta = namespace.metadata
         return dict((meta.labels if meta is not None else None) or {})
 
@@ -256,12 +253,7 @@ class OfficialClientKube:
         except Exception as exc:
             if isinstance(exc, ApiException) and exc.status == 404:
                 raise KubeGone(f"ZoneDrain {name} no longer exists") from None
-            refused = _refused(exc, f"writing the status of ZoneDrain {name}")
-            if refused is not None:
-                raise refused from None
-            if _transient(exc):
-                raise _unavailable(exc, f"writing the status of ZoneDrain {name}") from None
-            raise
+            raise _mapped(exc, f"writing the status of ZoneDrain {name}") from None
         if not isinstance(result, dict):
             raise TypeError(f"unexpected status patch response for ZoneDrain {name}")
         return result
