@@ -47,3 +47,10 @@ def cloud_id(field: str, value: str, *, operation: str) -> str:
             f"the cloud returned a malformed {field}: {value[:130]!r}", operation=operation
         )
     return value
+
+
+def check_page_size(page_size: int, largest: int) -> int:
+    """A LIST page size a backend may ask for (1..``largest``), else ``ConfigError``."""
+    if not 1 <= page_size <= largest:
+        raise ConfigError(f"page_size must be between 1 and {largest}, got {page_size}")
+    return page_size

@@ -17,7 +17,7 @@ import httpx
 
 from azswitch.cloud import evs_states
 from azswitch.cloud.api import MAX_PAGE_SIZE, CloudAPI, OperationHandle, OperationProgress, Progress
-from azswitch.cloud.checks import cloud_id, parse_model, validate_id
+from azswitch.cloud.checks import check_page_size, cloud_id, parse_model, validate_id
 from azswitch.cloud.evs_models import ConsistencyGroup, ReplicationPair, Volume
 from azswitch.cloud.ratelimit import RateLimiter
 from azswitch.cloud.retry import RetryPolicy
@@ -66,19 +66,10 @@ class EvsClient:
         page_size: int = MAX_PAGE_SIZE,
     ) -> None:
         self.project_id = validate_id("project_id", project_id)
-        if not str(http.base_url).strip("/"):
-            raise ConfigError("the httpx client needs base_url set to the EVS endpoint")
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ConfigError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
-        self.page_size = page_size
-        self._session = CloudSession(
-            http,
-            auth=auth,
-            retry=retry,
-            limiter=limiter,
-            headers={"X-Project-Id": project_id, "Accept": "application/json"},
-            on_request=on_request,
+        self._session = CloudSession.for_project(
+            http, "EVS", project_id, auth=auth, retry=retry, limiter=limiter, on_request=on_request
         )
+        self.page_size = check_page_size(page_size, MAX_PAGE_SIZE)
         self._base = f"/v2/{project_id}"
 
     def __repr__(self) -> str:

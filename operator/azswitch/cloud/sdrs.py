@@ -29,7 +29,7 @@ import httpx
 
 from azswitch.cloud import sdrs_states
 from azswitch.cloud.api import MAX_PAGE_SIZE, CloudAPI, OperationHandle, OperationProgress, Progress
-from azswitch.cloud.checks import cloud_id, parse_model, validate_id
+from azswitch.cloud.checks import check_page_size, cloud_id, parse_model, validate_id
 from azswitch.cloud.ratelimit import RateLimiter
 from azswitch.cloud.retry import RetryPolicy
 from azswitch.cloud.sdrs_models import Job, ProtectionGroup
@@ -92,19 +92,10 @@ class SdrsClient:
         page_size: int = MAX_PAGE_SIZE,
     ) -> None:
         self.project_id = validate_id("project_id", project_id)
-        if not str(http.base_url).strip("/"):
-            raise ConfigError("the httpx client needs base_url set to the SDRS endpoint")
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ConfigError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
-        self.page_size = page_size
-        self._session = CloudSession(
-            http,
-            auth=auth,
-            retry=retry,
-            limiter=limiter,
-            headers={"X-Project-Id": project_id, "Accept": "application/json"},
-            on_request=on_request,
+        self._session = CloudSession.for_project(
+            http, "SDRS", project_id, auth=auth, retry=retry, limiter=limiter, on_request=on_request
         )
+        self.page_size = check_page_size(page_size, MAX_PAGE_SIZE)
         self._base = f"/v1/{project_id}"
 
     def __repr__(self) -> str:

@@ -51,6 +51,7 @@ from azswitch.errors import (
     CloudRejected,
     CloudThrottled,
     CloudUnavailable,
+    ConfigError,
     OutcomeUnknown,
     PermanentCloudError,
     truncate,
@@ -275,6 +276,31 @@ class CloudSession:
         self._limiter = limiter
         self._headers = dict(headers or {})
         self._on_request = on_request
+
+    @classmethod
+    def for_project(
+        cls,
+        http: httpx.AsyncClient,
+        service: str,
+        project_id: str,
+        *,
+        auth: httpx.Auth,
+        retry: RetryPolicy,
+        limiter: RateLimiter,
+        on_request: RequestHook | None = None,
+    ) -> CloudSession:
+        """The session every backend client uses: ``http`` must have ``service``'s endpoint as its base_url;
+        every request names the project (``X-Project-Id``, as the official SDKs do) and asks for JSON."""
+        if not str(http.base_url).strip("/"):
+            raise ConfigError(f"the httpx client needs base_url set to the {service} endpoint")
+        return cls(
+            http,
+            auth=auth,
+            retry=retry,
+            limiter=limiter,
+            headers={"X-Project-Id": project_id, "Accept": "application/json"},
+            on_request=on_request,
+        )
 
     def _secrets(self) -> tuple[str, ...]:
         return self._auth.secret_values() if isinstance(self._auth, HoldsSecrets) else ()
