@@ -4,13 +4,17 @@ The CRD validates the *shape* with :data:`DURATION_PATTERN` (the same regular ex
 and the operator accept exactly the same strings); :func:`parse_duration` turns a string into a
 ``timedelta`` and :func:`format_duration` turns one back, so that ``parse_duration(format_duration(d)) == d``.
 Only non-negative durations exist here: a negative timeout or cooldown has no meaning.
+
+:func:`parse_timestamp` reads the other time value Kubernetes objects carry, an RFC 3339 timestamp (``Time``
+or ``MicroTime``), the way every status field and Lease field of this project is read back.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 #: One or more ``<number><unit>`` terms (units ``h``, ``m``, ``s``, ``ms``; decimals allowed, as in Go),
 #: or a bare ``0``. Written for both Python ``re`` and the apiserver's RE2 (no look-around).
@@ -61,3 +65,15 @@ def format_duration(value: timedelta) -> str:
     elif seconds:
         parts.append(f"{seconds}s")
     return "".join(parts) or "0s"
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp (``Z`` or an offset, any fraction) as an aware datetime; None if absent or junk.
+    A timestamp without a zone is taken as UTC, as Kubernetes writes only UTC."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

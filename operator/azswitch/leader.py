@@ -53,6 +53,7 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from azswitch.durations import parse_timestamp
 from azswitch.errors import AzswitchError, ConfigError, NotLeading
 from azswitch.kube import COMPONENT, KubeAPI
 from azswitch.settings import Settings
@@ -131,14 +132,8 @@ def format_micro_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def parse_micro_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+#: A Lease's ``acquireTime``/``renewTime`` are read back as any Kubernetes timestamp is.
+parse_micro_time = parse_timestamp
 
 
 class LeaseStore(Protocol):

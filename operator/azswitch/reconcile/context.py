@@ -18,6 +18,7 @@ from azswitch import plan as planning
 from azswitch import status as statuses
 from azswitch.cloud.api import CloudAPI
 from azswitch.drains import Drain
+from azswitch.durations import parse_timestamp
 from azswitch.models import ReplicationGroupSpec
 from azswitch.observation import GroupView
 
@@ -127,14 +128,8 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+#: Status timestamps are read back as any Kubernetes timestamp is.
+parse_time = parse_timestamp
 
 
 def condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
