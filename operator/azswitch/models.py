@@ -72,7 +72,11 @@ Phase = Literal[
 PlanAction = Literal["None", "Switchover", "Failover", "Reprotect"]
 OperationAction = Literal["Switchover", "Failover", "Reprotect"]
 OperationState = Literal["Requested", "InProgress"]
-OperationResult = Literal["Succeeded", "Failed", "TimedOut", "Abandoned"]
+#: ``Observed``: a change in the cloud made by someone else (a history entry of kind External).
+OperationResult = Literal["Succeeded", "Failed", "TimedOut", "Abandoned", "Observed"]
+#: What to do when the cloud's primary changes without an operation of ours (design.md §3.3).
+DriftPolicy = Literal["Correct", "Report"]
+HistoryKind = Literal["Operation", "External"]
 BlockerKind = Literal["Wait", "Hold", "Blocked", "Stalled"]
 ConditionStatus = Literal["True", "False", "Unknown"]
 
@@ -164,6 +168,8 @@ class ReplicationGroupSpec(_Spec):
     failover: FailoverSpec = FailoverSpec()
     dry_run: StrictBool = Field(default=False, alias="dryRun")
     suspend: StrictBool = False
+    #: Correct: move an out-of-band change of the primary back; Report: record it and hold.
+    drift: DriftPolicy = "Correct"
 
 
 # --- status ------------------------------------------------------------------------------------------------
@@ -240,6 +246,28 @@ class FinishedOperation(_Status):
     attempts: int | None = Field(default=None, ge=1)
     generation: int | None = Field(default=None, ge=0)
     message: str | None = None
+    #: ``External``: a change someone else made, recorded as drift; absent: an operation of ours.
+    kind: HistoryKind | None = None
+
+
+class DriftStatus(_Status):
+    """``status.drift``: the cloud's primary moved without an operation of ours, and it is not corrected
+    yet (``Report`` holds it until the spec changes or ``azswitch.io/correct-drift`` names ``id``)."""
+
+    id: str
+    source: str = Field(alias="from")
+    target: str = Field(alias="to")
+    detected_at: Timestamp = Field(alias="detectedAt")
+    #: The generation the drift was seen at: a later spec is a new decision, and the hold ends.
+    generation: int = Field(ge=0)
+    policy: DriftPolicy
+
+
+class HoldStatus(_Status):
+    """``status.hold``: who holds the group through the annotation ``azswitch.io/hold``, and since when."""
+
+    by: str
+    since: Timestamp
 
 
 class Condition(_Status):
@@ -272,6 +300,8 @@ class ReplicationGroupStatus(_Status):
     effective_primary_az: str | None = Field(default=None, alias="effectivePrimaryAZ")
     #: The ZoneDrain that holds the group away from spec.primaryAZ, if one does.
     drained_by: str | None = Field(default=None, alias="drainedBy")
+    drift: DriftStatus | None = None
+    hold: HoldStatus | None = None
     conditions: list[Condition] = Field(default_factory=list)
 
 
@@ -379,6 +409,7 @@ _FIELD_HINTS: dict[str, str] = {
     "failover.autoReprotect": "use true or false",
     "dryRun": "use true or false",
     "suspend": "use true or false",
+    "drift": "use Correct (move an out-of-band change back) or Report (record it and hold)",
 }
 
 

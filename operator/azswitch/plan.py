@@ -27,6 +27,8 @@ from azswitch.observation import Fault, GroupState, GroupView, Replication
 APPROVE_ANNOTATION = "azswitch.io/approve"
 #: Under a ZoneDrain, a Manual group's move is approved per drain: its value names the drain.
 APPROVE_DRAIN_ANNOTATION = "azswitch.io/approve-drain"
+#: Under ``spec.drift: Report``, its value (a drift's id) lets the operator move the drifted group back.
+CORRECT_DRIFT_ANNOTATION = "azswitch.io/correct-drift"
 
 
 class Action(StrEnum):
@@ -78,6 +80,17 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class Drift:
+    """The cloud's primary moved from ``source`` to ``target`` without an operation of ours (status.drift),
+    seen at ``generation``; ``id`` is what ``azswitch.io/correct-drift`` must name to approve moving back."""
+
+    id: str
+    source: str
+    target: str
+    generation: int
+
+
+@dataclass(frozen=True)
 class PlanInput:
     """Everything the planner looks at; the reconciler gathers it, so that the planner needs no I/O."""
 
@@ -98,6 +111,10 @@ class PlanInput:
     hold: Hold | None = None
     #: The drain named by the annotation ``azswitch.io/approve-drain``.
     approved_drain: str | None = None
+    #: An out-of-band change of the primary not corrected yet (the reconciler detects and records it).
+    drift: Drift | None = None
+    #: The drift named by the annotation ``azswitch.io/correct-drift``.
+    approved_drift: str | None = None
 
 
 # Bounded: a generation fits in int64, and int() refuses more than 4,300 digits.
@@ -194,6 +211,19 @@ def plan(inp: PlanInput) -> Plan:
     else:
         candidate = _move(spec, obs, current, desired)
 
+    drift = inp.drift
+    if drift is not None and drift.target == current:
+        why = (
+            f"the cloud's primary moved from {drift.source} to {drift.target} without an operation of azswitch"
+        )
+        candidate = Plan(
+            candidate.action,
+            candidate.source,
+            candidate.target,
+            "DriftDetected" if candidate.reason == "PrimaryAZChanged" else candidate.reason,
+            f"{why}; {candidate.message}",
+            candidate.blockers,
+        )
     if hold is not None and candidate.action is not Action.REPROTECT:
         candidate = Plan(
             candidate.action,
@@ -377,6 +407,26 @@ def _with_execution_gates(candidate: Plan, inp: PlanInput) -> Plan:
                 BlockKind.HOLD,
             )
         )
+    drift = inp.drift
+    if (
+        spec.drift == "Report"
+        and drift is not None
+        and drift.target == inp.observation.primary_az
+        and drift.generation == inp.generation
+        and inp.approved_drift != drift.id
+    ):
+        namespace = f" -n {inp.namespace}" if inp.namespace else ""
+        blockers.append(
+            Blocker(
+                "Drifted",
+                f"the cloud's primary moved from {drift.source} to {drift.target} without an operation of "
+                f"azswitch, and spec.drift is Report: the group stays in {drift.target}. To keep it there, "
+                f"set spec.primaryAZ: {drift.target} in Git (or drain {drift.source} with a ZoneDrain); to "
+                f"move it to {candidate.target}: kubectl annotate rg {inp.name}{namespace} "
+                f"{CORRECT_DRIFT_ANNOTATION}={drift.id} --overwrite",
+                BlockKind.HOLD,
+            )
+        )
     if spec.dry_run:
         blockers.append(
             Blocker(
@@ -418,7 +468,7 @@ def phase_for(plan: Plan) -> Phase:
     """The phase of a resource with no operation in flight (the reconciler overrides it while one runs)."""
     if plan.has(BlockKind.STALLED) or plan.has(BlockKind.BLOCKED):
         return "Blocked"
-    if any(blocker.reason == "AwaitingApproval" for blocker in plan.blockers):
+    if any(blocker.reason in ("AwaitingApproval", "Drifted") for blocker in plan.blockers):
         return "AwaitingApproval"
     if plan.action is Action.NONE and not plan.blockers:
         return "Ready"

@@ -32,8 +32,10 @@ RECONCILING = "Reconciling"
 STALLED = "Stalled"
 REPLICATION_HEALTHY = "ReplicationHealthy"
 SWITCHOVER_ALLOWED = "SwitchoverAllowed"
+#: Present (True) only while an out-of-band change of the primary stands uncorrected (status.drift).
+DRIFTED = "Drifted"
 #: Our conditions, in the order they are written; conditions others added follow, in their own order.
-CONDITION_ORDER = (READY, RECONCILING, STALLED, REPLICATION_HEALTHY, SWITCHOVER_ALLOWED)
+CONDITION_ORDER = (READY, RECONCILING, STALLED, REPLICATION_HEALTHY, SWITCHOVER_ALLOWED, DRIFTED)
 
 #: (status, reason, message) of a condition that is always present.
 StatusTriple = tuple[ConditionStatus, str, str]
@@ -91,6 +93,7 @@ def conditions_for(
     stalled: ReasonMessage | None,
     replication_healthy: StatusTriple,
     switchover_allowed: StatusTriple,
+    drifted: ReasonMessage | None = None,
 ) -> list[Condition]:
     """The full condition list: ours in :data:`CONDITION_ORDER`, then any foreign ones from ``previous``."""
     conditions = list(previous)
@@ -100,6 +103,7 @@ def conditions_for(
         STALLED: ("True", *stalled) if stalled else None,
         REPLICATION_HEALTHY: replication_healthy,
         SWITCHOVER_ALLOWED: switchover_allowed,
+        DRIFTED: ("True", *drifted) if drifted else None,
     }
     for type_, triple in wanted.items():
         if triple is None:

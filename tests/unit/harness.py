@@ -191,6 +191,11 @@ class FakeKube:
         obj["metadata"].setdefault("annotations", {})[key] = value
         obj["metadata"]["resourceVersion"] = str(next(self._rv))
 
+    def unannotate(self, name: str, key: str, namespace: str = "payments") -> None:
+        obj = self.objects[(namespace, name)]
+        obj["metadata"].setdefault("annotations", {}).pop(key, None)
+        obj["metadata"]["resourceVersion"] = str(next(self._rv))
+
     async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
         if self.forbid_secrets:
             raise forbidden(f"reading Secret {namespace}/{name}")

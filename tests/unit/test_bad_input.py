@@ -234,6 +234,7 @@ ADMISSION: list[ParameterSet] = [
     refused("groupID-a-number", put("spec.groupID", 91085433), "spec.groupID"),
     refused("dryRun-yes", put("spec.dryRun", "yes"), "spec.dryRun"),
     refused("suspend-1", put("spec.suspend", 1), "spec.suspend"),
+    refused("drift-lowercase", put("spec.drift", "report"), "spec.drift"),
     refused("failover-a-string", put("spec.failover", "true"), "spec.failover"),
     refused("failover-allowed-a-string", put("spec.failover.allowed", "true"), "spec.failover.allowed"),
     refused("autoReprotect-a-number", put("spec.failover.autoReprotect", 0), "spec.failover.autoReprotect"),
@@ -690,6 +691,11 @@ OPERATOR: list[ParameterSet] = [
         "bypassed-admission-dryRun-yes",
         bypassed(put("spec.dryRun", "yes")),  # must not be read as true, nor as false
         stalled("InvalidSpec", "spec.dryRun", "use true or false"),
+    ),
+    scenario(
+        "bypassed-admission-drift-unknown",
+        bypassed(put("spec.drift", "Ignore")),
+        stalled("InvalidSpec", "spec.drift", "use Correct"),
     ),
     scenario(
         "bypassed-admission-cloud-not-an-object",

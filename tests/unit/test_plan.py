@@ -19,6 +19,7 @@ from azswitch.observation import CloudFacts, Fault, GroupState, GroupView, Repli
 from azswitch.plan import (
     Action,
     BlockKind,
+    Drift,
     Plan,
     PlanInput,
     parse_approval,
@@ -100,6 +101,9 @@ class Row:
 FAILOVERED = {"state": GroupState.FAILED_OVER, "replication": Replication.STOPPED}
 MANUAL = {"switchover": {"approval": "Manual"}}
 COOLDOWN_10M = {"switchover": {"minInterval": "10m"}}
+#: Someone moved the group from AZ2 (where the spec wants it) to AZ1 outside azswitch, at generation 3.
+DRIFTED = Drift("20250301T115900Z", AZ2, AZ1, 3)
+REPORT = {"drift": "Report"}
 
 ROWS = [
     # --- nothing to do ----------------------------------------------------------------------------------
@@ -120,6 +124,69 @@ ROWS = [
     ),
     # --- the planned move -------------------------------------------------------------------------------
     pytest.param(Row(Action.SWITCHOVER, "PrimaryAZChanged"), id="primary-changed-switchover"),
+    # --- drift: the cloud's primary moved without an operation of ours ------------------------------------
+    pytest.param(
+        Row(Action.SWITCHOVER, "DriftDetected", facts={"drift": DRIFTED}), id="drift-correct-moves-back"
+    ),
+    pytest.param(
+        Row(
+            Action.SWITCHOVER,
+            "DriftDetected",
+            (("Drifted", HOLD),),
+            "AwaitingApproval",
+            spec=REPORT,
+            facts={"drift": DRIFTED},
+        ),
+        id="drift-report-holds",
+    ),
+    pytest.param(
+        Row(
+            Action.SWITCHOVER,
+            "DriftDetected",
+            spec=REPORT,
+            facts={"drift": DRIFTED, "approved_drift": DRIFTED.id},
+        ),
+        id="drift-report-correction-approved",
+    ),
+    pytest.param(
+        Row(
+            Action.SWITCHOVER,
+            "DriftDetected",
+            (("Drifted", HOLD),),
+            "AwaitingApproval",
+            spec=REPORT,
+            facts={"drift": DRIFTED, "approved_drift": "20240101T000000Z"},
+        ),
+        id="drift-report-an-older-drifts-approval-approves-nothing",
+    ),
+    pytest.param(
+        Row(Action.SWITCHOVER, "DriftDetected", spec=REPORT, facts={"drift": DRIFTED, "generation": 4}),
+        id="drift-report-a-newer-spec-decides",
+    ),
+    pytest.param(
+        Row(
+            Action.SWITCHOVER,
+            "PrimaryAZChanged",
+            spec=REPORT,
+            facts={"drift": Drift("20250301T115900Z", AZ1, AZ2, 3)},
+        ),
+        id="drift-report-moved-again-since-no-longer-stands",
+    ),
+    pytest.param(
+        Row(Action.NONE, "InSync", phase="Ready", desired=AZ1, spec=REPORT, facts={"drift": DRIFTED}),
+        id="drift-report-into-the-desired-az-is-in-sync",
+    ),
+    pytest.param(
+        Row(
+            Action.SWITCHOVER,
+            "DriftDetected",
+            (("AwaitingApproval", HOLD), ("Drifted", HOLD)),
+            "AwaitingApproval",
+            spec={**REPORT, **MANUAL},
+            facts={"drift": DRIFTED},
+        ),
+        id="drift-report-manual-needs-both",
+    ),
     # --- stalled: never act -----------------------------------------------------------------------------
     pytest.param(
         Row(Action.NONE, "InvalidPrimaryAZ", (("InvalidPrimaryAZ", STALLED),), "Blocked", desired="az9.dc9"),

@@ -125,6 +125,7 @@ def compute(
     ready: Any = ("True", "InSync", "ok"),
     reconciling: Any = None,
     stalled: Any = None,
+    drifted: Any = None,
 ) -> list[Condition]:
     return conditions_for(
         generation=generation,
@@ -135,15 +136,23 @@ def compute(
         stalled=stalled,
         replication_healthy=("True", "ReplicationActive", "ok"),
         switchover_allowed=("True", "Allowed", "ok"),
+        drifted=drifted,
     )
 
 
 def test_ready_first_and_optional_conditions_only_when_true() -> None:
     calm = compute([])
     assert [c.type for c in calm] == ["Ready", "ReplicationHealthy", "SwitchoverAllowed"]
-    busy = compute(calm, reconciling=("GroupBusy", "wait"), stalled=("InvalidPrimaryAZ", "fix it"))
+    busy = compute(
+        calm,
+        reconciling=("GroupBusy", "wait"),
+        stalled=("InvalidPrimaryAZ", "fix it"),
+        drifted=("ExternalChange", "moved"),
+    )
     assert [c.type for c in busy] == list(CONDITION_ORDER)
     assert by_type(busy)["Reconciling"].status == by_type(busy)["Stalled"].status == "True"
+    assert by_type(busy)["Drifted"].status == "True"
+    assert "Drifted" not in by_type(compute(busy, now=T1)), "Drifted is removed, never set False"
 
 
 def test_reconciling_and_stalled_are_removed_not_set_false() -> None:

@@ -28,8 +28,21 @@ ANNOTATION_APPROVE = "azswitch.io/approve"
 ANNOTATION_RETRY = "azswitch.io/retry"
 ANNOTATION_RECONCILE = "azswitch.io/reconcile-requested-at"
 ANNOTATION_APPROVE_DRAIN = "azswitch.io/approve-drain"
+#: Set by ``azswitch apply --force`` (or a person): the operator makes no cloud call while it is present, as
+#: under ``spec.suspend``, without touching the Git-owned spec. Its value says who holds the group.
+ANNOTATION_HOLD = "azswitch.io/hold"
+#: Under ``spec.drift: Report``, lets the operator move a drifted group back; its value names the drift
+#: (``status.drift.id``), so an approval left over from an earlier drift approves nothing.
+ANNOTATION_CORRECT_DRIFT = "azswitch.io/correct-drift"
 PERSON_ANNOTATIONS = frozenset(
-    {ANNOTATION_APPROVE, ANNOTATION_RETRY, ANNOTATION_RECONCILE, ANNOTATION_APPROVE_DRAIN}
+    {
+        ANNOTATION_APPROVE,
+        ANNOTATION_RETRY,
+        ANNOTATION_RECONCILE,
+        ANNOTATION_APPROVE_DRAIN,
+        ANNOTATION_HOLD,
+        ANNOTATION_CORRECT_DRIFT,
+    }
 )
 
 #: The phase a resource shows while an operation of this kind runs.
@@ -80,6 +93,10 @@ class Ctx:
     seen_age: float | None = None
     # The shared listing this resource's group belongs to: (endpoint, project, access key).
     listing_key: Hashable | None = None
+    # The drift (from, to) this reconcile already recorded: a second plan after a fresh read records it once.
+    drift_recorded: tuple[str, str] | None = None
+    # Read the group itself, not the shared listing (a hold just ended: the cloud may have been changed).
+    read_fresh: bool = False
 
     @property
     def key(self) -> str:

@@ -35,7 +35,16 @@ from azswitch.kube import KubeAPI, KubeConflict, KubeForbidden, KubeGone, KubeUn
 from azswitch.metrics import Metrics
 from azswitch.models import ReplicationGroupSpec, spec_errors
 from azswitch.reconcile.claims import rival
-from azswitch.reconcile.context import CloudFactory, Ctx, DrainLookup, Verdict, log_context
+from azswitch.reconcile.context import (
+    ANNOTATION_HOLD,
+    CloudFactory,
+    Ctx,
+    DrainLookup,
+    Verdict,
+    iso,
+    log_context,
+    parse_time,
+)
 from azswitch.reconcile.credentials import CredentialStore
 from azswitch.reconcile.following import Follower
 from azswitch.reconcile.journal import Journal
@@ -136,6 +145,34 @@ class Reconciler:
         """A Secret changed: the next reconcile reads it again."""
         self.credentials.invalidate(namespace, secret_name)
 
+    async def _held(self, ctx: Ctx, holder: str) -> float | None:
+        """The annotation ``azswitch.io/hold`` (a break-glass ``azswitch apply --force``, or a person) stops
+        every cloud call, as ``spec.suspend`` does, without touching the spec; status says who and since when."""
+        previous = ctx.old_status.get("hold") if isinstance(ctx.old_status.get("hold"), Mapping) else None
+        since = (parse_time(previous.get("since")) if previous and previous.get("by") == holder else None) or ctx.now
+        ctx.status["hold"] = {"by": holder, "since": iso(since)}
+        ctx.status["phase"] = "Suspended"
+        message = (
+            f"held by {holder} since {iso(since)} (annotation {ANNOTATION_HOLD}): no cloud calls are made; "
+            f"the hold ends when the annotation is removed (kubectl annotate rg {ctx.name} -n {ctx.namespace} "
+            f"{ANNOTATION_HOLD}-)"
+        )
+        if previous is None or previous.get("by") != holder:
+            await self.recorder.event(ctx, "Normal", "Held", message)
+        return await self.recorder.finish(ctx, Verdict("Suspended", ("False", "Held", message)), requeue=None)
+
+    async def _released(self, ctx: Ctx) -> None:
+        """The hold ended: say so (status.hold goes with the next write), and look at the group itself — the
+        hold was likely there because someone else was changing it."""
+        previous = ctx.status.pop("hold")
+        ctx.read_fresh = True
+        await self.recorder.event(
+            ctx,
+            "Normal",
+            "HoldReleased",
+            f"the hold by {previous.get('by')} ended; the operator observes the group again",
+        )
+
     async def _reconcile(self, ctx: Ctx) -> float | None:
         stall = self.recorder.stall
         try:
@@ -150,6 +187,12 @@ class Reconciler:
                 Verdict("Suspended", ("False", "Suspended", "spec.suspend is true: no cloud calls are made")),
                 requeue=None,
             )
+
+        holder = (ctx.annotations.get(ANNOTATION_HOLD) or "").strip()
+        if holder:
+            return await self._held(ctx, holder)
+        if isinstance(ctx.old_status.get("hold"), Mapping):
+            await self._released(ctx)
 
         owner = rival(ctx.key, spec, self.claimants(spec.group_id)) if self.claimants else None
         if owner is not None:

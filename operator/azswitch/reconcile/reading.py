@@ -77,7 +77,7 @@ class Reader:
         asked = tuple(sorted((k, v) for k, v in ctx.annotations.items() if k in PERSON_ANNOTATIONS))
         seen = self._asked.get(ctx.key)
         self._asked[ctx.key] = asked
-        if seen is not None and seen != asked:
+        if ctx.read_fresh or (seen is not None and seen != asked):
             return None
         operation = ctx.old_status.get("operation")
         if isinstance(operation, Mapping) and following_a_job(operation):

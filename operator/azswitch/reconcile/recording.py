@@ -95,6 +95,7 @@ class Recorder:
                 stalled=verdict.stalled,
                 replication_healthy=replication,
                 switchover_allowed=allowed,
+                drifted=_drifted(ctx.status.get("drift")),
             )
         ]
         self._report(ctx, verdict, replication)
@@ -124,3 +125,21 @@ class Recorder:
     def resync(self) -> float:
         """When an idle resource looks again: the resync interval, jittered so a thousand do not align."""
         return self.settings.resync_interval * (1 + self.settings.resync_jitter * self.rng.random())
+
+
+def _drifted(drift: Any) -> statuses.ReasonMessage | None:
+    """The ``Drifted`` condition for ``status.drift``, naming the AZ the cloud reports."""
+    if not isinstance(drift, Mapping):
+        return None
+    if drift.get("policy") == "Report":
+        return (
+            "ExternalChange",
+            f"the cloud's primary moved from {drift.get('from')} to {drift.get('to')} without an operation of "
+            f"azswitch (seen {drift.get('detectedAt')}); held there by spec.drift: Report (drift "
+            f"{drift.get('id')})",
+        )
+    return (
+        "ExternalChange",
+        f"the cloud's primary moved from {drift.get('from')} to {drift.get('to')} without an operation of "
+        f"azswitch (seen {drift.get('detectedAt')}); spec.drift: Correct moves it back",
+    )

@@ -19,16 +19,18 @@ from azswitch import plan as planning
 from azswitch import status as statuses
 from azswitch.cloud.api import CloudAPI, OperationHandle
 from azswitch.errors import CloudAuthError, CloudError, CloudThrottled, CloudUnavailable, OutcomeUnknown
-from azswitch.models import ReplicationGroupSpec
-from azswitch.observation import GroupView
+from azswitch.models import DriftStatus, FinishedOperation, ReplicationGroupSpec
+from azswitch.observation import GroupState, GroupView
 from azswitch.reconcile.context import (
     ANNOTATION_APPROVE,
     ANNOTATION_APPROVE_DRAIN,
+    ANNOTATION_CORRECT_DRIFT,
     ANNOTATION_RETRY,
     Ctx,
     DrainLookup,
     Verdict,
     iso,
+    parse_list,
     parse_time,
 )
 from azswitch.reconcile.journal import Journal
@@ -66,6 +68,13 @@ class Starter:
     ) -> float | None:
         """Plan and, if allowed, start. An observation from the shared listing (``ctx.seen_age`` set) is
         re-read with a GET before anything is sent."""
+        if ctx.seen_age is not None and _unexplained_change(ctx, observation) is not None:
+            # A drift is recorded (and may be corrected) only on the group's own read, never on a listing.
+            try:
+                observation = await self.reader.read_fresh(ctx, cloud, spec.group_id, observation)
+            except CloudError as exc:
+                return await self.reader.failed(ctx, spec, exc)
+        drift = await self._drift(ctx, spec, observation)
         last = ctx.old_status.get("lastOperation")
         if isinstance(last, Mapping) and self._failure_holds(ctx, last):
             reason = "OperationTimedOut" if last.get("result") == "TimedOut" else "OperationFailed"
@@ -93,12 +102,16 @@ class Starter:
                 namespace=ctx.namespace,
                 hold=hold,
                 approved_drain=ctx.annotations.get(ANNOTATION_APPROVE_DRAIN),
+                drift=drift,
+                approved_drift=ctx.annotations.get(ANNOTATION_CORRECT_DRIFT),
             )
         )
         ctx.plan = plan
         ctx.status["plan"] = statuses.plan_status(plan).dump()
 
         if plan.action is planning.Action.NONE and not plan.blockers:
+            # The group is where it should be (someone moved it there, or Git followed): nothing to hold.
+            ctx.status.pop("drift", None)
             return await self.recorder.finish(
                 ctx,
                 Verdict("Ready", ("True", "InSync", plan.message or f"primary is {observation.primary_az}")),
@@ -139,6 +152,62 @@ class Starter:
             ctx.status["effectivePrimaryAZ"] = hold.target or observation.primary_az or spec.primary_az
             ctx.status["drainedBy"] = hold.drain
         return hold
+
+    async def _drift(
+        self, ctx: Ctx, spec: ReplicationGroupSpec, observation: GroupView
+    ) -> planning.Drift | None:
+        """Record a change of the primary that no operation of ours explains — an event ``DriftDetected`` and
+        a history entry of kind External, written before anything is corrected (design.md §3.3) — and return
+        the drift still standing (``status.drift``) for the planner."""
+        after = observation.primary_az
+        change = _unexplained_change(ctx, observation)
+        if change is not None and ctx.drift_recorded != change:
+            before, after = ctx.drift_recorded = change
+            stamp = ctx.now.strftime("%Y%m%dT%H%M%SZ")
+            record = DriftStatus.model_validate(
+                {
+                    "id": stamp,
+                    "from": before,
+                    "to": after,
+                    "detectedAt": iso(ctx.now),
+                    "generation": ctx.generation,
+                    "policy": spec.drift,
+                }
+            )
+            ctx.status["drift"] = record.dump()
+            then = (
+                f"moving it back to {ctx.status.get('effectivePrimaryAZ') or spec.primary_az} as soon as the "
+                "gates allow (spec.drift: Correct)"
+                if spec.drift == "Correct"
+                else "it stays there (spec.drift: Report)"
+            )
+            message = (
+                f"the cloud's primary moved from {before} to {after} without an operation of azswitch "
+                f"(seen {iso(ctx.now)}); {then}"
+            )
+            external = FinishedOperation.model_validate(
+                {
+                    "id": f"external-{stamp}",
+                    "kind": "External",
+                    "action": "Failover" if observation.state is GroupState.FAILED_OVER else "Switchover",
+                    "from": before,
+                    "to": after,
+                    "result": "Observed",
+                    "startedAt": iso(ctx.now),
+                    "finishedAt": iso(ctx.now),
+                    "generation": ctx.generation,
+                    "message": message,
+                }
+            )
+            history = parse_list(FinishedOperation, ctx.status.get("history"))
+            ctx.status["history"] = [h.dump() for h in statuses.append_history(history, external)]
+            await self.recorder.event(ctx, "Warning", "DriftDetected", message)
+        standing = next(iter(parse_list(DriftStatus, [ctx.status.get("drift")])), None)
+        if standing is None or standing.target != after or standing.generation != ctx.generation:
+            # Moved again, or a new spec decides: the recorded drift no longer stands.
+            ctx.status.pop("drift", None)
+            return None
+        return planning.Drift(standing.id, standing.source, standing.target, standing.generation)
 
     def _failure_holds(self, ctx: Ctx, last: Mapping[str, Any]) -> bool:
         if last.get("result") not in ("Failed", "TimedOut", "Abandoned"):
@@ -200,6 +269,8 @@ class Starter:
         first_requested_at: str | None = None,
     ) -> float | None:
         action = plan.action
+        # A drift being corrected is over once the correction is journaled (its history entry stays).
+        ctx.status.pop("drift", None)
         # The journal entry must be durable before the request exists: this write raises on conflict.
         await self.journal.intend(
             ctx,
@@ -296,3 +367,25 @@ class Starter:
         await self.recorder.event(ctx, "Warning", "OutcomeUnknown", f"{ctx.status['operation']['id']}: {exc}")
         await self.recorder.write(ctx, self.journal.moving(ctx))
         return self.settings.poll_interval
+
+
+def _unexplained_change(ctx: Ctx, observation: GroupView) -> tuple[str, str] | None:
+    """(before, after) when the primary the cloud reports is not the one status last recorded, and no
+    operation of ours explains it."""
+    before, after = ctx.old_status.get("currentPrimaryAZ"), observation.primary_az
+    if not isinstance(before, str) or not after or before == after:
+        return None
+    return None if _explained(ctx.old_status, before, after) else (before, after)
+
+
+def _explained(status: Mapping[str, Any], before: str, after: str) -> bool:
+    """Whether our own last operation explains the change: it ended (Failed, TimedOut) before the cloud
+    finished the move it asked for, so status still showed its source — and nothing was recorded since."""
+    last = status.get("lastOperation")
+    if not isinstance(last, Mapping) or last.get("result") == "Succeeded":
+        return False
+    history = status.get("history")
+    newest = history[0] if isinstance(history, list) and history else None
+    if isinstance(newest, Mapping) and newest.get("id") != last.get("id"):
+        return False
+    return last.get("from") == before and last.get("to") == after
