@@ -148,6 +148,13 @@ class Metrics:
             buckets=CLOUD_REQUEST_BUCKETS,
             registry=r,
         )
+        self._az_discovery = Counter(
+            "azswitch_az_discovery_total",
+            "Groups whose AZ pair was learnt, by method: listing (the project's pair and disk listings) or "
+            "per_group (the group's own pair and volume reads).",
+            ["method"],
+            registry=r,
+        )
         self._reconcile_errors = Counter(
             "azswitch_reconcile_errors_total",
             "Reconciles that ended in an unexpected error (not a reported blocker or cloud error).",
@@ -186,6 +193,10 @@ class Metrics:
         code = str(status) if status is not None else NO_RESPONSE_CODE
         self._cloud_requests.labels(operation=operation, code=code).inc()
         self._cloud_seconds.labels(operation=operation).observe(max(0.0, seconds))
+
+    def az_discovery(self, method: str) -> None:
+        """One group's AZ pair learnt; matches ``azswitch.cloud.evs_zones.DiscoveryHook``."""
+        self._az_discovery.labels(method=method).inc()
 
     def operation_finished(self, action: str, result: str, seconds: float) -> None:
         """An operation ended (result Succeeded, Failed, TimedOut or Abandoned) after ``seconds``."""

@@ -110,6 +110,7 @@ class Runtime:
             ca_bundle=settings.ca_bundle,
             transport=cloud_transport,
             on_request=self.metrics.cloud_request,
+            on_az_discovery=self.metrics.az_discovery,
             fence=self.elector.check if self.elector is not None else None,
         )
         self.slots = OperationSlots(settings.max_concurrent_operations, on_release=self._wake)

@@ -97,6 +97,17 @@ async def test_list_pages_through_every_group_with_limit_and_offset(cloud: Cloud
     assert cloud.count(LIST) == 2, offsets
 
 
+async def test_adopting_every_listed_group_costs_no_read_beyond_the_listing(cloud: Cloud) -> None:
+    # SDRS names both AZs on the protection group itself: learning the AZ pairs of a whole fleet from the
+    # shared listing costs the listing's pages and nothing per group (issue 16).
+    groups = await cloud.client().list_groups()
+    before = cloud.sim.request_counts()
+    zones = [await cloud.client().availability_zones(group) for group in groups]
+    assert cloud.sim.request_counts() == before
+    assert all(len(pair) == 2 for pair in zones) and len(zones) == FLEET + 3
+    assert cloud.sim.kind_counts() == {"LIST": 2}
+
+
 async def test_show_maps_into_the_neutral_view_with_az_names(cloud: Cloud) -> None:
     client = cloud.client()
     group = await client.get_group(BILLING)

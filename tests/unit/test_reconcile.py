@@ -507,15 +507,19 @@ async def test_idle_groups_share_one_list_and_make_no_get() -> None:
         assert stage.sim.count("GET", SHOW) == 0
 
 
-async def test_adopting_a_group_costs_the_shared_list_one_pair_and_its_volumes() -> None:
-    # The AZ pair is learnt once, from the group as just read: no second read of the group itself.
+async def test_adopting_a_group_costs_the_shared_list_and_the_projects_pair_and_disk_listings() -> None:
+    # The AZ pair is learnt once, from the project's zone index (one pair listing, one disk listing by ids)
+    # and the group as just read: no second read of the group, no per-group pair or volume reads.
     stage = Stage()
     stage.kube.create(resource(primary="az1.dc1"))
     await stage.step()
     assert stage.status()["availabilityZones"] == ["az1.dc1", "az2.dc2"]
     assert stage.sim.count("GET", LIST) == 1
     assert stage.sim.count("GET", SHOW) == 0
-    assert len(stage.sim.requests()) == 4, stage.sim.requests()  # LIST + pair + two volumes
+    assert stage.sim.count("GET", "/v2/{project_id}/os-vendor-replications") == 1
+    assert stage.sim.count("GET", "/v2/{project_id}/cloudvolumes/detail") == 1
+    assert len(stage.sim.requests()) == 3, stage.sim.requests()
+    assert stage.sim.kind_counts() == {"LIST": 3}
 
 
 async def test_reconcile_request_annotation_reads_the_group_afresh() -> None:

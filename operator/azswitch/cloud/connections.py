@@ -8,6 +8,10 @@ simulator's in-process transport in tests); it belongs to the caller and is neve
 ``CloudConnections.backend(service, endpoint, project_id, credentials)`` is the reconciler's ``CloudFactory``;
 ``client()`` and ``evs()`` build the EVS client directly (its own tests use them).
 
+EVS groups' AZ pairs are learnt from per-project listings (``evs_zones.ZoneIndex``), and since a client is
+built per reconcile, the index lives here too: one per (endpoint, project, access key), shared by every client
+of that key, reporting each group's method (listing or per group) to ``on_az_discovery``.
+
 A ``fence`` (the leader elector's ``check``) is called before every request goes on the wire — an httpx
 request hook, so after the rate limiter's wait, after signing, and for every retry of a throttled request
 anew — and whatever it raises aborts the request unsent: a replica that stopped leading sends nothing more,
@@ -29,6 +33,7 @@ from azswitch.cloud import registry
 from azswitch.cloud.api import CloudAPI
 from azswitch.cloud.auth import AkSkAuth, AkSkCredentials
 from azswitch.cloud.evs import EvsClient
+from azswitch.cloud.evs_zones import DiscoveryHook, ZoneIndex
 from azswitch.cloud.ratelimit import RateLimiter
 from azswitch.cloud.retry import RetryPolicy
 from azswitch.cloud.transport import RequestHook
@@ -100,6 +105,8 @@ class CloudConnections:
         transport: httpx.AsyncBaseTransport | None = None,
         on_request: RequestHook | None = None,
         fence: Callable[[], None] | None = None,
+        on_az_discovery: DiscoveryHook | None = None,
+        zone_index_ttl: float = 300.0,
     ) -> None:
         self._timeout = (timeouts or Timeouts()).to_httpx()
         self._verify: ssl.SSLContext | bool = True
@@ -119,6 +126,9 @@ class CloudConnections:
         self._fence = fence
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._limiters: dict[tuple[str, str], RateLimiter] = {}
+        self._on_az_discovery = on_az_discovery
+        self._zone_index_ttl = zone_index_ttl
+        self._zone_indexes: dict[tuple[str, str, str], ZoneIndex] = {}
         self._closed = False
 
     def http(self, endpoint: str) -> httpx.AsyncClient:
@@ -149,10 +159,18 @@ class CloudConnections:
             self._limiters[key] = RateLimiter(self._rate, self._burst)
         return self._limiters[key]
 
+    def zone_index(self, endpoint: str, project_id: str, principal: str) -> ZoneIndex:
+        """The EVS zone index of (endpoint, project, ``principal``: the access key), shared by its clients."""
+        key = (normalize_endpoint(endpoint), project_id, principal)
+        if key not in self._zone_indexes:
+            self._zone_indexes[key] = ZoneIndex(ttl=self._zone_index_ttl, on_discovery=self._on_az_discovery)
+        return self._zone_indexes[key]
+
     def backend(
         self, service: str, endpoint: str, project_id: str, credentials: AkSkCredentials
     ) -> CloudAPI[Any]:
-        """The ``service`` backend (registry) for (endpoint, project, AK/SK) over the shared client and limiter."""
+        """The ``service`` backend (registry) for (endpoint, project, AK/SK) over the shared client, limiter
+        and zone index."""
         return registry.backend(service)(
             self.http(endpoint),
             project_id=project_id,
@@ -160,14 +178,22 @@ class CloudConnections:
             retry=self._retry,
             limiter=self.limiter(endpoint, project_id),
             on_request=self._on_request,
+            zone_index=self.zone_index(endpoint, project_id, credentials.access_key),
         )
 
     def client(self, endpoint: str, project_id: str, credentials: AkSkCredentials) -> EvsClient:
-        """An ``EvsClient`` for (endpoint, project, AK/SK credentials) over the shared client and limiter."""
-        return self.evs(endpoint, project_id, AkSkAuth.from_credentials(credentials))
+        """An ``EvsClient`` for (endpoint, project, AK/SK credentials) over the shared client, limiter and
+        zone index."""
+        return self.evs(
+            endpoint, project_id, AkSkAuth.from_credentials(credentials), principal=credentials.access_key
+        )
 
-    def evs(self, endpoint: str, project_id: str, auth: httpx.Auth) -> EvsClient:
-        """An ``EvsClient`` for (endpoint, project, any auth) over the shared client and limiter."""
+    def evs(
+        self, endpoint: str, project_id: str, auth: httpx.Auth, *, principal: str | None = None
+    ) -> EvsClient:
+        """An ``EvsClient`` for (endpoint, project, any auth) over the shared client and limiter; with a
+        ``principal`` (whom ``auth`` authenticates) it shares that principal's zone index, else it keeps its
+        own."""
         return EvsClient(
             self.http(endpoint),
             project_id=project_id,
@@ -175,11 +201,15 @@ class CloudConnections:
             retry=self._retry,
             limiter=self.limiter(endpoint, project_id),
             on_request=self._on_request,
+            zone_index=None if principal is None else self.zone_index(endpoint, project_id, principal),
         )
 
     async def aclose(self) -> None:
         """Close every client. Idempotent."""
         self._closed = True
+        indexes, self._zone_indexes = list(self._zone_indexes.values()), {}
+        for index in indexes:
+            await index.aclose()
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await client.aclose()

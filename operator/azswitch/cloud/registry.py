@@ -2,8 +2,9 @@
 knows which class serves which name (no ``if service == …`` anywhere else).
 
 A backend is built from what every backend shares — the pooled HTTP client of its endpoint, the project, an
-``httpx.Auth``, the retry policy, the (endpoint, project) rate limiter — so adding one is a module under
-``azswitch.cloud`` and a row here.
+``httpx.Auth``, the retry policy, the (endpoint, project) rate limiter, the (endpoint, project, access key)
+zone index (EVS learns AZ pairs through it; SDRS has them on its groups and ignores it) — so adding one is a
+module under ``azswitch.cloud`` and a row here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import httpx
 
 from azswitch.cloud.api import CloudAPI
 from azswitch.cloud.evs import EvsClient
+from azswitch.cloud.evs_zones import ZoneIndex
 from azswitch.cloud.ratelimit import RateLimiter
 from azswitch.cloud.retry import RetryPolicy
 from azswitch.cloud.sdrs import SdrsClient
@@ -32,9 +34,16 @@ def _evs(
     retry: RetryPolicy,
     limiter: RateLimiter,
     on_request: RequestHook | None,
+    zone_index: ZoneIndex | None = None,
 ) -> CloudAPI[Any]:
     return EvsClient(
-        http, project_id=project_id, auth=auth, retry=retry, limiter=limiter, on_request=on_request
+        http,
+        project_id=project_id,
+        auth=auth,
+        retry=retry,
+        limiter=limiter,
+        on_request=on_request,
+        zone_index=zone_index,
     )
 
 
@@ -46,6 +55,7 @@ def _sdrs(
     retry: RetryPolicy,
     limiter: RateLimiter,
     on_request: RequestHook | None,
+    zone_index: ZoneIndex | None = None,  # both AZs are on the protection group itself
 ) -> CloudAPI[Any]:
     return SdrsClient(
         http, project_id=project_id, auth=auth, retry=retry, limiter=limiter, on_request=on_request

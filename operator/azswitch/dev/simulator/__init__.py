@@ -35,15 +35,18 @@ under the cloud paths, never authenticated, never in the request log):
   ``DELETE /_sim/az-outage/{az}`` — ``az_recover(az)``.
 * ``GET|DELETE /_sim/requests`` — ``requests()`` (a JSON list), ``clear_requests()``;
   ``GET /_sim/requests/counts`` — ``request_counts()`` (a JSON object; also ``count(method, template,
-  action=None)``). The log keeps the last 10 000
-  records; the counts are exact until cleared.
+  action=None)``); ``GET /_sim/requests/kinds`` — ``kind_counts()`` (counts by ``kind``). The log keeps the
+  last 10 000 records; the counts are exact until cleared.
 * ``GET|POST /_sim/clock`` — ``advance(seconds)``: ``{"advanceSeconds": 30}`` fast-forwards simulated time.
 * ``DELETE /_sim/tokens`` — ``revoke_tokens()``: revoke every IAM token.
 
-Request-log records: ``seq, time`` (steady clock), ``wallTime, method, path, template, action`` (the action
+Request-log records: ``seq, time`` (steady clock), ``wallTime, method, path, query`` (as on the wire, percent-
+encoded), ``template, action`` (the action
 key of ``POST …/action``, else null), ``status`` (null when dropped before handling), ``project, group, auth``
-(``token``/``aksk``), ``requestId, dropped, key``; count keys use ``{project_id}`` and ``{id}`` placeholders,
-e.g. ``POST /v2/{project_id}/os-vendor-replication-consistency-groups/{id}/action
+(``token``/``aksk``), ``requestId, dropped, key, kind``. ``kind`` is ``LIST`` for every page of a listing
+(groups, pairs, ``cloudvolumes/detail``, ``volumes/detail``, SDRS groups), ``GET`` for one object, ``ACTION``,
+``WRITE`` (create, update, delete), ``IAM``, or ``UNKNOWN`` (no such route). Count keys use ``{project_id}``
+and ``{id}`` placeholders, e.g. ``POST /v2/{project_id}/os-vendor-replication-consistency-groups/{id}/action
 os-reverse-replication-consistency-group``, ``POST /v1/{project_id}/server-groups/{id}/action
 reverse-server-group`` or ``GET /v1/{project_id}/jobs/{job_id}`` (``group`` is null for jobs). The templates are
 exported as ``SDRS_GROUPS``, ``SDRS_GROUP``, ``SDRS_GROUP_ACTION`` and ``SDRS_JOB``.
@@ -181,6 +184,19 @@ Replication pairs and volumes
     (the order does not follow later switchovers); ``record_metadata`` is a JSON-encoded string; a grouped
     pair shows its group's live ``priority_station``, ``replication_status`` and ``fault_level``.
   * ``GET /v2/{project_id}/volumes/{id}`` and ``…/cloudvolumes/{id}`` answer the same ``{"volume": {…}}``.
+  * ``GET /v2/{project_id}/os-vendor-replications`` lists the project's pairs (evs_04_2046): ``marker``,
+    ``limit`` (1 to 1000, default 1000), ``offset``, ``sort_key``/``sort_dir`` (default ``created_at`` desc, ties
+    by id), ``changes-since`` and the documented filters; a marker not on the listing is 400 EVS.9400.
+  * Disk listings (docs/cloud-api-evs-listings.md): ``GET /v2/{project_id}/cloudvolumes/detail`` (evs_04_2006)
+    honours ``ids`` (``['id1','id2']`` as documented; double quotes, no quotes or no brackets are accepted
+    too; more than 60 IDs is 400 EVS.9400; unknown IDs are ignored; ``id`` is ignored when ``ids`` is given),
+    ``id``, ``availability_zone``, ``name``, ``status``, ``marker``, ``limit`` (1 to 1000), ``offset``,
+    ``sort_key`` (``id``, ``status``, ``size``, ``created_at``; default ``created_at`` desc) and answers
+    ``{"volumes": [...], "count": <matches before paging>, "volumes_links": [...]}`` (links only when more
+    follow). ``GET /v2/{project_id}/volumes/detail`` (evs_04_2069, which documents no ``ids``) takes the
+    same parameters but **ignores** ``ids`` and ``id`` (unknown parameters are ignored) and sends no
+    ``count``: the two readings a client must survive. Only the disks of pairs exist; every disk is
+    ``in-use``.
 
 Faults
   * One fault set at a time (``POST`` replaces). Order: latency, drop ``before``, throttle, rate limit,

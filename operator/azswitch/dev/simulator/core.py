@@ -49,6 +49,9 @@ PAIRS = "/v2/{project_id}/os-vendor-replications"
 PAIR = PAIRS + "/{id}"
 VOLUME = "/v2/{project_id}/volumes/{id}"
 CLOUD_VOLUME = "/v2/{project_id}/cloudvolumes/{id}"
+#: The disk listings (evs_04_2006 EVS-native, with ``ids``; evs_04_2069 OpenStack-style).
+CLOUD_VOLUMES_DETAIL = "/v2/{project_id}/cloudvolumes/detail"
+VOLUMES_DETAIL = "/v2/{project_id}/volumes/detail"
 SDRS_GROUPS = "/v1/{project_id}/server-groups"
 SDRS_GROUP = SDRS_GROUPS + "/{id}"
 SDRS_GROUP_ACTION = SDRS_GROUP + "/action"
@@ -97,6 +100,9 @@ _CLOUD_ROUTES = [
     _route("POST", GROUP_ACTION, "group_action"),
     _route("GET", PAIRS, "list_pairs"),
     _route("GET", PAIR, "show_pair"),
+    # The listings before the show routes: ``detail`` would otherwise match ``{id}``.
+    _route("GET", CLOUD_VOLUMES_DETAIL, "list_cloud_volumes"),
+    _route("GET", VOLUMES_DETAIL, "list_volumes"),
     _route("GET", VOLUME, "show_volume"),
     _route("GET", CLOUD_VOLUME, "show_volume"),
     _route("GET", SDRS_GROUPS, "sdrs_list_groups"),
@@ -125,6 +131,7 @@ _CONTROL_ROUTES = [
     _route("GET", "/_sim/requests", "c_requests"),
     _route("DELETE", "/_sim/requests", "c_clear_requests"),
     _route("GET", "/_sim/requests/counts", "c_counts"),
+    _route("GET", "/_sim/requests/kinds", "c_kinds"),
     _route("GET", "/_sim/clock", "c_clock"),
     _route("POST", "/_sim/clock", "c_advance"),
     _route("DELETE", "/_sim/tokens", "c_revoke_tokens"),
@@ -200,6 +207,7 @@ class Simulator:
         self.faults = Faults(random.Random(rng_seed))
         self._log: deque[dict[str, Any]] = deque(maxlen=MAX_LOG_RECORDS)
         self._counts: Counter[str] = Counter()
+        self._kinds: Counter[str] = Counter()
         self._seq = 0
         self.initial_seed = self._to_seed(seed)
         self.reset()
@@ -357,6 +365,10 @@ class Simulator:
         """Counts keyed ``"METHOD /path/{template} [action]"``."""
         return dict(self._counts)
 
+    def kind_counts(self) -> dict[str, int]:
+        """Counts keyed by request kind (``LIST``, ``GET``, ``ACTION``, ``WRITE``, ``IAM``, ``UNKNOWN``)."""
+        return dict(self._kinds)
+
     def count(self, method: str, template: str, action: str | None = None) -> int:
         key = f"{method.upper()} {template}" + (f" {action}" if action else "")
         return self.request_counts().get(key, 0)
@@ -364,6 +376,7 @@ class Simulator:
     def clear_requests(self) -> None:
         self._log.clear()
         self._counts.clear()
+        self._kinds.clear()
 
     def advance(self, seconds: float) -> None:
         """Move simulated time forward (steady and wall) without waiting."""
@@ -416,6 +429,7 @@ class Simulator:
             "wallTime": cloud_timestamp(self.clock.wall()),
             "method": method,
             "path": path,
+            "query": raw_query,
             "template": template,
             "action": action,
             "status": None,
@@ -425,9 +439,11 @@ class Simulator:
             "requestId": request_id,
             "dropped": False,
             "key": f"{method} {template}" + (f" {action}" if action else ""),
+            "kind": _kind(route),
         }
         self._log.append(record)
         self._counts[record["key"]] += 1
+        self._kinds[record["kind"]] += 1
 
         faulty = self.faults.matches(method, path, action)
         if faulty:
@@ -573,6 +589,9 @@ class Simulator:
             return _empty_response(200, request_id)
         if name == "list_pairs":
             return _json_response(200, {"replications": engine.list_pairs(project, query)}, request_id)
+        if name in ("list_cloud_volumes", "list_volumes"):
+            listing = engine.list_volumes(project, query, ids_filter=name == "list_cloud_volumes")
+            return _json_response(200, listing, request_id)
         if name == "show_pair":
             return _json_response(200, {"replication": engine.show_pair(project, params["id"])}, request_id)
         return _json_response(200, {"volume": engine.show_volume(project, params["id"])}, request_id)
@@ -680,6 +699,8 @@ class Simulator:
             return 204, None
         if name == "c_counts":
             return 200, self.request_counts()
+        if name == "c_kinds":
+            return 200, self.kind_counts()
         if name == "c_clock":
             return 200, self._clock_doc()
         if name == "c_advance":
@@ -696,6 +717,27 @@ class Simulator:
             "wall": cloud_timestamp(self.clock.wall()) + "Z",
             "offsetSeconds": self.clock.offset,
         }
+
+
+#: Route names by request-log kind (everything else under the cloud routes is GET or WRITE by method).
+_LIST_ROUTES = frozenset(
+    {"list_groups", "list_pairs", "list_cloud_volumes", "list_volumes", "sdrs_list_groups"}
+)
+_ACTION_ROUTES = frozenset({"group_action", "sdrs_group_action"})
+_IAM_ROUTES = frozenset({"issue_token", "revoke_token"})
+
+
+def _kind(route: _Route | None) -> str:
+    """The request-log ``kind``: LIST (a listing, one per page), GET (one object), ACTION, WRITE, IAM."""
+    if route is None:
+        return "UNKNOWN"
+    if route.name in _LIST_ROUTES:
+        return "LIST"
+    if route.name in _ACTION_ROUTES:
+        return "ACTION"
+    if route.name in _IAM_ROUTES:
+        return "IAM"
+    return "GET" if route.method == "GET" else "WRITE"
 
 
 def _json_body(body: bytes) -> Any:

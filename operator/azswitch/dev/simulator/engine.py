@@ -59,6 +59,10 @@ FAILABLE_ACTIONS = ("reverse", "failover", "reprotect", "sync")
 SORT_KEYS = frozenset(
     {"id", "name", "status", "created_at", "updated_at", "priority_station", "replication_status"}
 )
+#: The disk listings' documented sort keys (evs_04_2006, evs_04_2069).
+VOLUME_SORT_KEYS = frozenset({"id", "status", "size", "created_at"})
+#: ``ids`` takes at most this many disk IDs (evs_04_2006).
+MAX_IDS = 60
 
 
 class ApiError(Exception):
@@ -603,6 +607,31 @@ class Engine:
             raise ApiError(404, NOT_FOUND, f"replication {pair_id} could not be found")
         return self.pair_view(pair)
 
+    def list_volumes(self, project_id: str, query: Mapping[str, str], *, ids_filter: bool) -> dict[str, Any]:
+        """A disk listing: ``cloudvolumes/detail`` (``ids_filter``: ``ids`` honoured) or ``volumes/detail``
+        (``ids``/``id`` are unknown there, hence ignored). ``count`` (matches before paging) only on the
+        EVS-native one."""
+        views = [self.volume_view(v) for v in self.volumes.values() if v.project_id == project_id]
+        filters: dict[str, Callable[[dict[str, Any], str], bool]] = {
+            "name": _equals("name"),
+            "status": _equals("status"),
+            "availability_zone": _equals("availability_zone"),
+        }
+        if ids_filter:
+            wanted = _ids_param(query["ids"]) if "ids" in query else None
+            if wanted is not None:
+                views = [v for v in views if v["id"] in wanted]
+            elif "id" in query:
+                filters["id"] = _equals("id")
+        matching = select(views, query, filters, VOLUME_SORT_KEYS)
+        page = page_of(matching, query)
+        body: dict[str, Any] = {"volumes": page}
+        if ids_filter:
+            body["count"] = len(matching)
+        if page and page[-1] is not matching[-1]:
+            body["volumes_links"] = [{"rel": "next", "href": f"?marker={page[-1]['id']}"}]
+        return body
+
     def show_volume(self, project_id: str, volume_id: str) -> dict[str, Any]:
         volume = self.volumes.get(volume_id)
         if volume is None or volume.project_id != project_id:
@@ -981,12 +1010,22 @@ def paginate(
     filters: Mapping[str, Callable[[dict[str, Any], str], bool]],
 ) -> list[dict[str, Any]]:
     """Filter, sort, then page (marker, offset, limit) the way the documented list APIs describe."""
-    limit = _int_param(query, "limit", 1000, 1, 1000)
-    offset = _int_param(query, "offset", 0, 0, 1_000_000)
+    return page_of(select(views, query, filters, SORT_KEYS), query)
+
+
+def select(
+    views: list[dict[str, Any]],
+    query: Mapping[str, str],
+    filters: Mapping[str, Callable[[dict[str, Any], str], bool]],
+    sort_keys: frozenset[str],
+) -> list[dict[str, Any]]:
+    """Filter and sort a listing (``sort_key``, default created_at; ``sort_dir``, default desc)."""
+    _int_param(query, "limit", 1000, 1, 1000)
+    _int_param(query, "offset", 0, 0, 1_000_000)
     sort_key = query.get("sort_key", "created_at")
     sort_dir = query.get("sort_dir", "desc")
-    if sort_key not in SORT_KEYS:
-        raise bad_request(f"sort_key must be one of {', '.join(sorted(SORT_KEYS))}")
+    if sort_key not in sort_keys:
+        raise bad_request(f"sort_key must be one of {', '.join(sorted(sort_keys))}")
     if sort_dir not in ("asc", "desc"):
         raise bad_request("sort_dir must be asc or desc")
     for name, keep in filters.items():
@@ -1000,10 +1039,36 @@ def paginate(
         views = [v for v in views if _parse_time(v["updated_at"] or v["created_at"]) >= since]
     # Ties (same second) are broken by id so that paging is stable.
     views.sort(key=lambda v: v["id"], reverse=sort_dir == "desc")
-    views.sort(key=lambda v: str(v.get(sort_key) or ""), reverse=sort_dir == "desc")
+    views.sort(key=lambda v: _sort_value(v.get(sort_key)), reverse=sort_dir == "desc")
+    return views
+
+
+def _sort_value(value: Any) -> Any:
+    # Sizes sort as numbers, everything else as text (a missing value first).
+    return (
+        (0, value, "") if isinstance(value, int) and not isinstance(value, bool) else (1, 0, str(value or ""))
+    )
+
+
+def page_of(views: list[dict[str, Any]], query: Mapping[str, str]) -> list[dict[str, Any]]:
+    """One page of a selected listing: after ``marker`` (an id on it, else 400), then ``offset``, ``limit``."""
+    limit = _int_param(query, "limit", 1000, 1, 1000)
+    offset = _int_param(query, "offset", 0, 0, 1_000_000)
     if "marker" in query:
         ids = [v["id"] for v in views]
         if query["marker"] not in ids:
             raise bad_request(f"marker {query['marker']} not found")
         views = views[ids.index(query["marker"]) + 1 :]
     return views[offset : offset + limit]
+
+
+def _ids_param(raw: str) -> set[str]:
+    """``ids=['id1','id2',...]`` as documented; also accepts double quotes, no brackets, no quotes."""
+    text = raw.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    ids = {part.strip().strip("'\"").strip() for part in text.split(",")}
+    ids.discard("")
+    if len(ids) > MAX_IDS:
+        raise bad_request(f"ids takes at most {MAX_IDS} disk IDs, got {len(ids)}")
+    return ids
