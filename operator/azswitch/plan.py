@@ -213,9 +213,7 @@ def plan(inp: PlanInput) -> Plan:
 
     drift = inp.drift
     if drift is not None and drift.target == current:
-        why = (
-            f"the cloud's primary moved from {drift.source} to {drift.target} without an operation of azswitch"
-        )
+        why = f"the cloud's primary moved from {drift.source} to {drift.target} without an operation of azswitch"
         candidate = Plan(
             candidate.action,
             candidate.source,

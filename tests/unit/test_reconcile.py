@@ -12,9 +12,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
-from harness import FAILOVER, GROUP, GROUP2, PROJECT, REPROTECT, REVERSE, Stage, resource
+from harness import AK, ENDPOINT, FAILOVER, GROUP, GROUP2, PROJECT, REPROTECT, REVERSE, SK, Stage, resource
 
-from azswitch.reconcile import ANNOTATION_APPROVE, ANNOTATION_RECONCILE, ANNOTATION_RETRY, OperationSlots
+from azswitch.reconcile import (
+    ANNOTATION_APPROVE,
+    ANNOTATION_RECONCILE,
+    ANNOTATION_RETRY,
+    Credentials,
+    OperationSlots,
+)
 
 
 async def test_aligned_group_is_ready_without_mutating_calls() -> None:
@@ -749,8 +755,8 @@ async def test_groups_planning_at_once_read_the_cloud_only_as_far_as_slots_allow
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Many workers plan at the same moment (an evacuation's first second): each sees a free slot on the
-    # shared listing. The slot is taken before the fresh GET, so the others stop there instead of each
-    # reading the cloud only to find the cap full; the one with the slot sends exactly one request.
+    # shared listing. The slot is taken before the fresh read, so the others stop there instead of each
+    # reading the cloud only to find the cap full; the one with the slot reads once and sends one request.
     stage, groups = _fleet(4, max_concurrent_operations=1)
     names = [f"g{i}" for i in range(len(groups))]
     for name in names:
@@ -767,9 +773,8 @@ async def test_groups_planning_at_once_read_the_cloud_only_as_far_as_slots_allow
     monkeypatch.setattr(stage.sim, "handle", answer_later)
     await asyncio.gather(*(stage.step(name) for name in names))
     assert stage.reverses() == 1
-    assert stage.sim.count("GET", SHOW) == 1, [
-        r["group"] for r in stage.sim.requests() if r["template"] == SHOW
-    ]
+    reads = [r for r in stage.sim.requests() if r["method"] == "GET" and r["template"] in (SHOW, LIST)]
+    assert len(reads) == 1, [(r["template"], r.get("group")) for r in reads]
     waiting = [n for n in names if "operation" not in stage.status(n)]
     assert len(waiting) == 3
     for name in waiting:
@@ -809,3 +814,57 @@ def test_a_woken_waiter_leaves_the_line() -> None:
     assert slots.try_acquire("c")
     slots.forget("c")
     assert slots.in_use == 0
+
+
+async def test_groups_starting_together_are_read_by_one_list_made_after_the_decision(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An evacuation's wave: five groups get a slot at the same moment. Each must be read after its slot was
+    # taken (never sent on the listing that planned it), and one LIST started after that serves all five
+    # instead of five GETs; every group still sends exactly once.
+    stage, groups = _fleet(5, max_concurrent_operations=5)
+    names = [f"g{i}" for i in range(len(groups))]
+    for name in names:
+        await stage.settle(name)
+        stage.kube.edit_spec(name, primaryAZ="az2.dc2")
+    stage.sim.clear_requests()
+    handle = stage.sim.handle
+
+    async def answer_later(*args: Any) -> Any:
+        await asyncio.sleep(0)
+        return await handle(*args)
+
+    monkeypatch.setattr(stage.sim, "handle", answer_later)
+    await asyncio.gather(*(stage.step(name) for name in names))
+    assert stage.reverses() == 5
+    assert stage.sim.count("GET", SHOW) == 0
+    reads = [r["template"] for r in stage.sim.requests() if r["method"] == "GET"]
+    # The planning LIST (the listing was 0 s old, so it may be reused) and one made after the slots.
+    assert reads.count(LIST) <= 2 and set(reads) == {LIST}, reads
+
+
+async def test_a_list_in_flight_since_before_the_decision_is_not_enough_to_send_on() -> None:
+    stage, groups = _fleet(1)
+    cloud = stage.client("EVS", ENDPOINT, PROJECT, Credentials(AK, SK))
+    cache = stage.cache
+    key = ("EVS", ENDPOINT, PROJECT, AK)
+    release = asyncio.Event()
+    real_list = cloud.list_groups
+
+    async def slow_list() -> Any:
+        await release.wait()
+        return await real_list()
+
+    cloud.list_groups = slow_list  # type: ignore[method-assign]
+    early = asyncio.create_task(cache.group(key, cloud, groups[0], max_age=0))
+    await asyncio.sleep(0)
+    mark = cache.mark()  # the decision: taken while the early LIST is on the wire
+    stage.sim.set_primary(groups[0], "az2.dc2")
+    late = asyncio.create_task(cache.listed_since(key, cloud, groups[0], mark))
+    await asyncio.sleep(0)
+    release.set()
+    early_group, _ = await early
+    late_group = await late
+    assert cache.lists == 2, "a second LIST, started after the decision"
+    assert cloud.view(late_group, (), stage.now()).primary_az == "az2.dc2"
+    assert early_group is not late_group

@@ -149,7 +149,9 @@ class Reconciler:
         """The annotation ``azswitch.io/hold`` (a break-glass ``azswitch apply --force``, or a person) stops
         every cloud call, as ``spec.suspend`` does, without touching the spec; status says who and since when."""
         previous = ctx.old_status.get("hold") if isinstance(ctx.old_status.get("hold"), Mapping) else None
-        since = (parse_time(previous.get("since")) if previous and previous.get("by") == holder else None) or ctx.now
+        since = (
+            parse_time(previous.get("since")) if previous and previous.get("by") == holder else None
+        ) or ctx.now
         ctx.status["hold"] = {"by": holder, "since": iso(since)}
         ctx.status["phase"] = "Suspended"
         message = (

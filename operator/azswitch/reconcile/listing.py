@@ -30,6 +30,8 @@ from azswitch.cloud.api import MAX_PAGE_SIZE, CloudAPI
 class _Listing:
     fetched_at: float
     groups: dict[str, tuple[float, Any]] = field(default_factory=dict)
+    #: The LIST's number among those started for any key (``mark``): later ones have higher numbers.
+    number: int = 0
 
 
 class GroupCache:
@@ -37,6 +39,8 @@ class GroupCache:
         self._clock = clock
         self._listings: dict[Hashable, _Listing] = {}
         self._inflight: dict[Hashable, asyncio.Future[_Listing]] = {}
+        self._inflight_number: dict[Hashable, int] = {}
+        self._started = 0  # LISTs started so far (numbers them)
         self.lists = 0  # LIST calls made; read by tests and benchmarks
 
     async def group(
@@ -52,6 +56,22 @@ class GroupCache:
             # Not in the listing (created since, or the cloud's list lags): ask for it directly.
             return await self.fetch(key, cloud, group_id), 0.0
         return entry[1], max(0.0, self._clock() - entry[0])
+
+    def mark(self) -> int:
+        """A point in the sequence of LISTs: ``listed_since(mark)`` takes only a LIST started after it."""
+        return self._started
+
+    async def listed_since(self, key: Hashable, cloud: CloudAPI[Any], group_id: str, mark: int) -> Any:
+        """The group from a LIST started after ``mark``: a read made after the caller's decision, as good as
+        the group's own GET, and shared by every caller asking at the same time — so that when ten groups
+        start at once, one request reads all ten."""
+        listing = self._listings.get(key)
+        if listing is None or listing.number <= mark:
+            listing = await self._refresh(key, cloud, after=mark)
+        entry = listing.groups.get(group_id)
+        if entry is None:
+            return await self.fetch(key, cloud, group_id)
+        return entry[1]
 
     def list_cost(self, key: Hashable) -> int:
         """Requests one refresh of ``key``'s listing takes: a page per 1,000 groups, and a full last page
@@ -74,17 +94,23 @@ class GroupCache:
         if previous is None or previous[0] <= moment:
             listing.groups[group.id] = (moment, group)
 
-    async def _refresh(self, key: Hashable, cloud: CloudAPI[Any]) -> _Listing:
-        pending = self._inflight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
+    async def _refresh(self, key: Hashable, cloud: CloudAPI[Any], after: int | None = None) -> _Listing:
+        """A new LIST of ``key``, or the one in flight if it started after the mark ``after``."""
+        while (pending := self._inflight.get(key)) is not None:
+            number = self._inflight_number[key]
+            listing = await asyncio.shield(pending)
+            if after is None or number > after:
+                return listing
+            # It started before the caller's decision: wait for it (one LIST at a time), then list anew.
         future: asyncio.Future[_Listing] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
+        self._started += 1
+        number = self._inflight_number[key] = self._started
         try:
             started = self._clock()
             groups = await cloud.list_groups()
             self.lists += 1
-            listing = _Listing(started, {g.id: (started, g) for g in groups})
+            listing = _Listing(started, {g.id: (started, g) for g in groups}, number)
             old = self._listings.get(key)
             if old is not None:
                 # A GET that finished after this LIST started knows better.
@@ -104,3 +130,4 @@ class GroupCache:
             raise
         finally:
             del self._inflight[key]
+            del self._inflight_number[key]

@@ -138,6 +138,21 @@ class Reader:
             ctx.status["currentPrimaryAZ"] = observation.primary_az
         return observation
 
+    async def read_for_send(
+        self, ctx: Ctx, cloud: CloudAPI[Any], group_id: str, listed: GroupView, decided: int
+    ) -> GroupView:
+        """A view to send on, in place of the listing's ``listed``: read after the decision to start was taken
+        (``decided``, the cache's ``mark()`` when the slot was taken). While one page holds the project that is
+        a LIST started after that — shared by every group starting at the same time, so an
+        evacuation spends its requests on switchovers rather than on a GET before each — and otherwise the
+        group's own GET. Either is a read of the cloud made after the decision, so neither can send on what an
+        earlier read showed (design.md §3: nothing is ever sent on a cached view)."""
+        if self.cache.list_cost(ctx.listing_key) != 1:
+            return await self.read_fresh(ctx, cloud, group_id, listed)
+        group = await self.cache.listed_since(ctx.listing_key, cloud, group_id, decided)
+        ctx.seen_age = None
+        return self.record(ctx, cloud, group, list(listed.availability_zones))
+
     async def read_fresh(self, ctx: Ctx, cloud: CloudAPI[Any], group_id: str, listed: GroupView) -> GroupView:
         """The group's own GET, in place of the view ``listed`` from the shared listing (before anything is
         decided that a stale view could make wrong)."""

@@ -123,6 +123,7 @@ class Starter:
             return await self._blocked(ctx, plan)
         # The slot is taken before the fresh read, so that when many groups plan at once (an evacuation)
         # only as many read the cloud as can start; a slot not used is given back by _finish (settle).
+        decided = self.reader.cache.mark()
         if not self.slots.try_acquire(ctx.key):
             # The cap filled between planning and here; the controller wakes us when a slot frees.
             return await self.recorder.finish(
@@ -132,7 +133,7 @@ class Starter:
             )
         if ctx.seen_age is not None:
             try:
-                observation = await self.reader.read_fresh(ctx, cloud, spec.group_id, observation)
+                observation = await self.reader.read_for_send(ctx, cloud, spec.group_id, observation, decided)
             except CloudError as exc:
                 return await self.reader.failed(ctx, spec, exc)
             return await self.plan_and_act(ctx, spec, cloud, observation)
