@@ -1,5 +1,5 @@
 """The ``azswitch`` command: ``run`` the operator, ``simulate`` the cloud, manage a local ``control-plane``,
-run the ``demo``.
+run the ``demo``; ``plan`` and ``apply`` for when the cluster is down (break-glass).
 
 Each subcommand validates its input first and fails with one line that says what to fix, and exit code 2
 for bad usage or configuration (1 for a runtime failure).
@@ -79,11 +79,143 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--once", action="store_true", help="run the scenario non-interactively, stop, exit 0 on success"
     )
+
+    plan = sub.add_parser(
+        "plan",
+        help="break-glass: show what the operator would do with each group (reads only)",
+        description="Read each group from the cloud and plan it with the operator's own planner. Never calls "
+        "a mutating API. Exit code: 0 nothing to do, 2 changes planned, 1 an error.",
+    )
+    _breakglass_arguments(plan)
+    apply = sub.add_parser(
+        "apply",
+        help="break-glass: make the cloud match the manifests without the operator",
+        description="Carry out the plan with the operator's own operation lifecycle; the intent journal is a "
+        "local file, written and fsynced before each request, so an interrupted apply rerun with the same "
+        "--journal resumes by observing, never by re-sending. Confirming interactively approves the groups "
+        "with spec.switchover.approval: Manual (the confirmation is the person's decision); with --yes they "
+        "need --approve. Refuses while an operator leads unless --force. Exit code: 0 when every planned "
+        "change was made (or none was needed), 1 otherwise, 130 when interrupted.",
+    )
+    _breakglass_arguments(apply)
+    apply.add_argument(
+        "--journal",
+        type=Path,
+        metavar="PATH",
+        help="the intent journal (default $XDG_STATE_HOME/azswitch/journal.jsonl, else "
+        "~/.local/state/azswitch/journal.jsonl); rerun with the same one to resume",
+    )
+    apply.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    apply.add_argument(
+        "--max-concurrent", type=_positive_int, metavar="N", help="operations in flight at once (default 10)"
+    )
+    apply.add_argument(
+        "--rate-limit",
+        type=_positive_float,
+        metavar="R",
+        help="cloud requests per second per endpoint and project (default 10)",
+    )
+    apply.add_argument(
+        "--timeout", type=_duration, default="1h", metavar="DURATION", help="for the whole run (default 1h)"
+    )
+    apply.add_argument(
+        "--force",
+        action="store_true",
+        help="act even while an operator leads: each group is annotated azswitch.io/hold (the operator "
+        "then makes no cloud call for it) and the annotation is removed when done",
+    )
+    apply.add_argument(
+        "--retry",
+        action="store_true",
+        help="send again for groups whose last journaled operation failed or timed out",
+    )
+    apply.add_argument(
+        "--leader-election-namespace",
+        default="azswitch-system",
+        metavar="NS",
+        help="namespace of the operator's leader Lease (default azswitch-system)",
+    )
+    apply.add_argument(
+        "--leader-election-id",
+        default="azswitch-leader",
+        metavar="NAME",
+        help="name of the operator's leader Lease (default azswitch-leader)",
+    )
     return parser
+
+
+def _breakglass_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "targets",
+        nargs="*",
+        metavar="NAMESPACE/NAME",
+        help="ReplicationGroups in the current cluster (instead of -f)",
+    )
+    parser.add_argument(
+        "--filename",
+        "-f",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="ReplicationGroup manifests (multi-document YAML, a directory, - for stdin; repeatable)",
+    )
+    parser.add_argument(
+        "--all-namespaces", "-A", action="store_true", help="every ReplicationGroup in the cluster"
+    )
+    parser.add_argument(
+        "--namespace", "-n", metavar="NS", help="namespace of manifests that name none (default: default)"
+    )
+    parser.add_argument(
+        "--kubeconfig", type=Path, help="kubeconfig file (default: in-cluster, then $KUBECONFIG)"
+    )
+    parser.add_argument(
+        "--credentials",
+        metavar="FILE",
+        help="AK/SK: the Secret's YAML, or AZSWITCH_ACCESS_KEY=... / AZSWITCH_SECRET_KEY=... lines (default: "
+        "the Secret each manifest names when the cluster is reachable, else $AZSWITCH_ACCESS_KEY/"
+        "$AZSWITCH_SECRET_KEY)",
+    )
+    parser.add_argument("--output", "-o", choices=["table", "json", "yaml"], default="table")
+    parser.add_argument(
+        "--approve", action="store_true", help="approve groups with spec.switchover.approval: Manual"
+    )
+    parser.add_argument(
+        "--allow-failover",
+        action="store_true",
+        help="allow a failover where the cloud reports the primary AZ faulty (as spec.failover.allowed)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def _duration(text: str) -> Any:
+    from azswitch.durations import parse_duration
+
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not value.total_seconds() > 0:
+        raise argparse.ArgumentTypeError("must be greater than 0s")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("plan", "apply"):
+        return _breakglass(args)
     try:
         if args.command == "run":
             return _run(args)
@@ -115,6 +247,50 @@ def _dev_tooling(name: str) -> Any:
             f"this installation has no development tooling ({exc.name}); fix: run this command from a source "
             "checkout (`make setup`), not from the operator's container image"
         ) from None
+
+
+def _breakglass(args: argparse.Namespace) -> int:
+    """``plan`` and ``apply``: input errors exit 1 (2 is plan's "changes planned")."""
+    import os
+
+    from azswitch.breakglass.applying import ApplyOptions
+    from azswitch.breakglass.commands import run_apply, run_plan
+    from azswitch.breakglass.inputs import Options
+
+    logging.basicConfig(level=logging.WARNING, format="azswitch: %(levelname)s %(name)s: %(message)s")
+    common: dict[str, Any] = {
+        "files": args.filename,
+        "targets": args.targets,
+        "all_namespaces": args.all_namespaces,
+        "namespace": args.namespace,
+        "kubeconfig": args.kubeconfig,
+        "credentials": args.credentials,
+        "output": args.output,
+        "approve": args.approve,
+        "allow_failover": args.allow_failover,
+    }
+    try:
+        if args.command == "plan":
+            return asyncio.run(run_plan(Options(**common), os.environ, sys.stdin, sys.stdout, sys.stderr))
+        options = ApplyOptions(
+            **common,
+            journal=args.journal,
+            yes=args.yes,
+            max_concurrent=args.max_concurrent,
+            rate_limit=args.rate_limit,
+            timeout=args.timeout,
+            force=args.force,
+            retry=args.retry,
+            lease_namespace=args.leader_election_namespace,
+            lease_name=args.leader_election_id,
+        )
+        return asyncio.run(run_apply(options, os.environ, sys.stdin, sys.stdout, sys.stderr))
+    except ConfigError as exc:
+        print(f"azswitch {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"azswitch {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 def _run(args: argparse.Namespace) -> int:
