@@ -80,9 +80,13 @@ class Controller:
         # spec.groupID -> the resources naming it, so that two claims on one cloud group are seen at once.
         self._by_group: dict[str, set[Key]] = {}
         self._triggers: dict[Key, tuple[Any, ...]] = {}
-        self._queue: asyncio.PriorityQueue[tuple[int, int, Key]] = asyncio.PriorityQueue()
+        self._queue: asyncio.PriorityQueue[tuple[int, int, int, Key]] = asyncio.PriorityQueue()
         self._queued: dict[Key, int] = {}  # key -> the lane it waits in
-        self._seq = 0  # FIFO within a lane
+        self._seq = 0  # FIFO within a lane and round
+        # Fair across namespaces, within a lane: a namespace's n-th waiting resource goes in round n (or the
+        # round being served, if later), so one namespace's 5,000 cannot starve another's one.
+        self._last_round: dict[tuple[int, str], int] = {}  # (lane, namespace) -> round of its last entry
+        self._serving: dict[int, int] = {_URGENT: 0, _NORMAL: 0}  # lane -> round last taken out
         self._active: set[Key] = set()
         self._dirty: dict[Key, bool] = {}  # changed while being reconciled -> asked for urgently
         self._timers: dict[Key, asyncio.TimerHandle] = {}
@@ -159,7 +163,10 @@ class Controller:
         # New, or moving up a lane: the entry left in the slower lane is skipped when it comes out.
         self._queued[key] = lane
         self._seq += 1
-        self._queue.put_nowait((lane, self._seq, key))
+        turn = (lane, key[0])
+        round_ = max(self._serving[lane], self._last_round.get(turn, 0) + 1)
+        self._last_round[turn] = round_
+        self._queue.put_nowait((lane, round_, self._seq, key))
 
     def enqueue_after(self, key: Key, delay: float) -> None:
         if delay <= 0:
@@ -237,7 +244,8 @@ class Controller:
         worker = asyncio.current_task()
         assert worker is not None
         while not self._closing:
-            lane, _, key = await self._queue.get()
+            lane, round_, _, key = await self._queue.get()
+            self._serving[lane] = max(self._serving[lane], round_)
             if self._queued.get(key) != lane:
                 continue  # a stale entry: the key moved up a lane (and ran) since
             del self._queued[key]

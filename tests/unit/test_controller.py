@@ -9,10 +9,10 @@ from typing import Any
 from azswitch.controller import Controller
 
 
-def body(name: str, *, in_flight: bool = False, generation: int = 1) -> dict[str, Any]:
+def body(name: str, *, in_flight: bool = False, generation: int = 1, namespace: str = "ns") -> dict[str, Any]:
     status = {"operation": {"id": "op-1", "action": "Switchover"}} if in_flight else {}
     return {
-        "metadata": {"namespace": "ns", "name": name, "uid": f"uid-{name}", "generation": generation},
+        "metadata": {"namespace": namespace, "name": name, "uid": f"uid-{name}", "generation": generation},
         "spec": {"groupID": f"group-{name}"},
         "status": status,
     }
@@ -102,3 +102,36 @@ async def test_a_change_during_a_reconcile_runs_it_again_after_not_alongside() -
     finally:
         await controller.stop()
     assert calls == [1, 2], "the change is reconciled right after, on the newest copy"
+
+
+async def test_one_namespaces_flood_does_not_starve_another_namespace() -> None:
+    # A platform team adopts 200 groups in one namespace; another team's single change arrives just after.
+    # Within a lane the queue takes namespaces in turns: the lone resource runs second, not 201st.
+    recorder = Recorder(expected=202)
+    controller = Controller(recorder, workers=1)
+    for i in range(200):
+        controller.observe("ADDED", body(f"big-{i}", namespace="estate"))
+    controller.observe("ADDED", body("orders", namespace="payments"))
+    controller.observe("ADDED", body("ledger", namespace="finance"))
+    await _drain(controller, recorder)
+    assert recorder.order.index("orders") <= 2 and recorder.order.index("ledger") <= 2, recorder.order[:5]
+    # Each namespace keeps its own order.
+    big = [name for name in recorder.order if name.startswith("big-")]
+    assert big == [f"big-{i}" for i in range(200)]
+
+
+async def test_a_namespace_arriving_late_joins_the_round_being_served() -> None:
+    # Rounds do not let a quiet namespace bank turns: arriving after 100 of the flood ran, it goes next.
+    recorder = Recorder(expected=151)
+    controller = Controller(recorder, workers=1)
+    for i in range(150):
+        controller.observe("ADDED", body(f"big-{i}", namespace="estate"))
+    controller.start()
+    try:
+        while len(recorder.order) < 100:
+            await asyncio.sleep(0)
+        controller.observe("ADDED", body("orders", namespace="payments"))
+        await asyncio.wait_for(recorder.done.wait(), 5)
+    finally:
+        await controller.stop()
+    assert recorder.order.index("orders") <= len(recorder.order) - 45, "served at once, not after the flood"
