@@ -313,6 +313,9 @@ def b1(bench: Bench, args: Any) -> Report:
         "PASS" if duplicates == 0 else "MISS",
     )
     report.add("reverse POSTs in total / 429s", f"{reverses} / {throttled}", "", "")
+    common.add_request_rows(
+        report, common.count_records(records), "cloud requests during the flips", groups=len(flips) or None
+    )
     report.add(
         "reconcile crashes (metric)", str(int(metrics.get("azswitch_reconcile_errors_total", 0))), "0", ""
     )

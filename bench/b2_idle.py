@@ -55,7 +55,7 @@ def b2(bench: Bench, args: Any) -> Report:
     started = time.monotonic()
     operator = bench.start_operator(settings)
     sampler = bench.sample(operator.pid)
-    common.wait_operator_settled(bench, {"Ready": args.groups}, timeout=120)
+    common.wait_operator_settled(bench, {"Ready": args.groups}, timeout=max(120, args.groups * 0.05))
     settle = time.monotonic() - started
     bench.progress(f"restarted operator re-observed all {args.groups} in {settle:.1f} s")
 
@@ -114,6 +114,7 @@ def b2(bench: Bench, args: Any) -> Report:
         f"{adoption.ready_seconds:.1f} s",
     )
     report.add("cloud requests per group to adopt it", f"{adoption.requests_per_group(args.groups):.1f}")
+    common.add_request_rows(report, adoption.requests, "  adoption's cloud requests", groups=args.groups)
     report.add("  → at the default 10 req/s per project it would take ≥", f"{default_rate_estimate:.0f} s")
     report.add("restarted operator: spawn → all reconciled (metrics)", f"{settle:.1f} s")
     report.add("operator RSS, no resources", f"{adoption.rss_empty_mb:.0f} MB")
@@ -135,6 +136,11 @@ def b2(bench: Bench, args: Any) -> Report:
         f"{total_per_minute:.1f}",
         f"O(projects): <= {allowed:g}",
         verdict(total_per_minute, allowed),
+    )
+    folded = common.by_method(kinds)
+    report.add(
+        "  per minute: LIST / GET / POST / other",
+        " / ".join(f"{folded[k] / minutes:.1f}" for k in common.METHOD_KINDS),
     )
     for kind, rate in per_minute.items():
         report.add(f"  {kind} per minute", f"{rate:.1f}")

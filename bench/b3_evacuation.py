@@ -343,6 +343,9 @@ def b3(bench: Bench, args: Any) -> Report:
         "cloud requests, total / per second (mean, peak)",
         f"{len(records)} / {len(records) / elapsed:.1f}, {max(per_second.values(), default=0)}",
     )
+    common.add_request_rows(
+        report, common.count_records(records), "cloud requests of the evacuation", groups=done
+    )
     for kind, n in purpose.most_common():
         report.add(f"  {kind}", f"{n} ({n / elapsed:.2f}/s)")
     report.add(

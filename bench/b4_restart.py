@@ -117,7 +117,7 @@ def b4(bench: Bench, args: Any) -> Report:
         f"{(len(times) - 1) / max(1e-6, last - min(times)):.0f}",
     )
     report.add("resources not Ready at the end", str(len(stale)), "0", "PASS" if not stale else "MISS")
-    report.add("cloud requests until then, by kind", ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items())))
+    common.add_request_rows(report, kinds, "cloud requests until then", groups=args.groups)
     report.add("status writes seen on the watch", str(len(writes)))
     report.add(
         "operator RSS at the end (peak)",

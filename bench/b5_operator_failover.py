@@ -409,6 +409,12 @@ def b5(bench: Bench, args: Any) -> Report:
         "0",
         "PASS" if duplicates2 == 0 else "MISS",
     )
+    common.add_request_rows(
+        report, common.count_records(records1), "cloud requests, SIGKILL phase", groups=args.groups
+    )
+    common.add_request_rows(
+        report, common.count_records(records2), "cloud requests, SIGTERM phase", groups=args.groups
+    )
     report.add("reconcile crashes (metric, running replicas)", str(crashes), "0")
     if tap.gaps or tap2.gaps:
         report.notes.append(f"{tap.gaps + tap2.gaps} request-log records rotated out before they were read")

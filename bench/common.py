@@ -424,10 +424,14 @@ def wall_of(record: Mapping[str, Any]) -> float:
 
 
 def kind_of(record: Mapping[str, Any]) -> str:
-    """LIST / GET group / GET pair / GET volume / POST <action> / IAM / other."""
+    """LIST groups / LIST pairs / LIST disks / GET group / GET pair / GET volume / POST <action> / IAM / other."""
     template, method = str(record.get("template")), str(record.get("method"))
     if method == "GET" and template in (GROUP_LIST_TEMPLATE, SDRS_LIST_TEMPLATE):
         return "LIST groups"
+    if method == "GET" and template.endswith("/os-vendor-replications"):
+        return "LIST pairs"  # the zone index: every pair of the project
+    if method == "GET" and template.endswith(("/cloudvolumes/detail", "/volumes/detail")):
+        return "LIST disks"  # the zone index: the disks' AZs
     if method == "GET" and template.startswith((GROUP_LIST_TEMPLATE + "/", SDRS_LIST_TEMPLATE + "/")):
         return "GET group"
     if method == "GET" and template == SDRS_JOB_TEMPLATE:
@@ -908,6 +912,67 @@ def count_kinds(counts: Mapping[str, int]) -> dict[str, int]:
         kind = kind_of({"method": method, "template": template, "action": action or None})
         kinds[kind] = kinds.get(kind, 0) + value
     return kinds
+
+
+def count_records(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Like ``count_kinds``, from request-log records (a ``RequestTap``'s)."""
+    kinds: dict[str, int] = {}
+    for record in records:
+        kind = kind_of(record)
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
+#: The coarse kinds every benchmark prints, so that the cost model reads the same everywhere.
+METHOD_KINDS = ("LIST", "GET", "POST", "other")
+
+
+def method_kind(kind: str) -> str:
+    """``kind_of``'s fine kind → LIST (a page of groups, pairs or disks), GET (one object: group, pair,
+    volume, job), POST (an action: switchover, failover, reprotect), or other (IAM tokens, the unexpected)."""
+    if kind.startswith("LIST "):
+        return "LIST"
+    if kind.startswith("GET "):
+        return "GET"
+    if kind.startswith("POST ") and not kind.startswith("POST /"):
+        return "POST"
+    return "other"
+
+
+def by_method(kinds: Mapping[str, int]) -> dict[str, int]:
+    """``count_kinds``/``count_records`` output folded into ``METHOD_KINDS`` (every one present)."""
+    folded = dict.fromkeys(METHOD_KINDS, 0)
+    for kind, n in kinds.items():
+        folded[method_kind(kind)] += n
+    return folded
+
+
+def add_request_rows(
+    report: Report,
+    kinds: Mapping[str, int],
+    what: str = "cloud requests",
+    *,
+    groups: int | None = None,
+    seconds: float | None = None,
+) -> None:
+    """The rows every benchmark prints for a window of cloud requests: totals by LIST / GET / POST / other,
+    the fine kinds, and (when given) per group and per second."""
+    folded = by_method(kinds)
+    total = sum(folded.values())
+    report.add(
+        f"{what}: total (LIST / GET / POST / other)",
+        f"{total} ({' / '.join(str(folded[k]) for k in METHOD_KINDS)})",
+    )
+    if kinds:
+        report.add("  by kind", ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
+    if groups:
+        per = {k: folded[k] / groups for k in METHOD_KINDS}
+        report.add(
+            "  per group (LIST / GET / POST / other)",
+            f"{total / groups:.2f} ({' / '.join(f'{per[k]:.2f}' for k in METHOD_KINDS)})",
+        )
+    if seconds:
+        report.add("  per second", f"{total / seconds:.1f}")
 
 
 def sim_counts(sim: SimulatorProcess) -> dict[str, int]:

@@ -12,6 +12,7 @@ knows what it wrote); changes to the spec (generation), the annotations, or a ne
 The queue has two lanes. Resources with an operation in flight, and those just handed a free operation slot
 (``urgent``), go before everything else: when an evacuation patches 500 specs at once, the hundreds of
 "wait for a slot" reconciles must not delay seeing a running switchover finish, or starting the next one.
+Within a lane namespaces take turns (rounds), so one namespace's 5,000 new resources cannot starve another's one.
 
 With leader election the watch feeds the queue on the standby too (warm caches: a new leader knows every
 resource at once), but workers run only on the leader: ``start()`` when it takes the Lease, ``abandon()`` the
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -34,6 +36,37 @@ logger = logging.getLogger("azswitch.controller")
 Key = tuple[str, str]
 _URGENT, _NORMAL = 0, 1
 ReconcileFn = Callable[[Mapping[str, Any]], Awaitable[float | None]]
+
+
+#: Strings up to this long are interned in the bodies the queue keeps (keys, phases, reasons, AZ names …).
+_SHARED_MAX = 64
+
+
+def _shared(value: Any) -> Any:
+    """A copy of a decoded JSON tree with its keys and short strings interned.
+
+    Every watch event is decoded on its own, so each body carries its own copy of every key ("metadata",
+    "lastTransitionTime" …) and of every repeated value ("True", "InSync", the AZ names, the project ID):
+    about half of a body's bytes. Interned, one copy serves all of them; an interned string still dies with
+    the last body that holds it.
+    """
+    if isinstance(value, dict):
+        return {sys.intern(k) if type(k) is str else k: _shared(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shared(v) for v in value]
+    if type(value) is str and len(value) <= _SHARED_MAX:
+        return sys.intern(value)
+    return value
+
+
+def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The copy of a resource the queue keeps until the next event: without ``metadata.managedFields``
+    (nothing here reads them, and they restate every field of spec and status), strings shared."""
+    meta = body.get("metadata")
+    if isinstance(meta, Mapping) and "managedFields" in meta:
+        body = {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    kept: dict[str, Any] = _shared(dict(body))
+    return kept
 
 
 def _trigger(body: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -109,6 +142,7 @@ class Controller:
             if self._on_forget is not None:
                 self._on_forget(*key)
             return
+        body = slim(body)
         self._index(key, body)
         self._objects[key] = body
         trigger = _trigger(body)
@@ -122,7 +156,7 @@ class Controller:
         key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
         current = self._objects.get(key)
         if current is not None and current.get("metadata", {}).get("resourceVersion") == previous_version:
-            self._objects[key] = body
+            self._objects[key] = slim(body)
 
     def claimants(self, group_id: str) -> list[Mapping[str, Any]]:
         """Every known resource whose spec names ``group_id``."""

@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+import tempfile
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,6 +51,40 @@ def load_kube_client(kubeconfig: Path | None = None) -> k8s.ApiClient:
             "or pass --kubeconfig"
         ) from None
     return k8s.ApiClient(configuration)
+
+
+#: Frames per allocation once ``install_tracemalloc_dump``'s SIGUSR2 deepened the tracing.
+TRACEMALLOC_FRAMES = 16
+
+
+def tracemalloc_snapshot_path(pid: int) -> Path:
+    """Where SIGUSR1 writes a memory snapshot of operator ``pid`` (see ``install_tracemalloc_dump``)."""
+    return Path(tempfile.gettempdir()) / f"azswitch-{pid}.tracemalloc"
+
+
+def install_tracemalloc_dump() -> bool:
+    """Opt-in memory profiling for the benchmarks (bench/memory.py), only when Python itself traces
+    allocations (``PYTHONTRACEMALLOC=1``; otherwise nothing): SIGUSR2 restarts the tracing with
+    ``TRACEMALLOC_FRAMES`` frames per allocation, so that what is allocated from then on is known with its
+    callers (tracing that deep from start-up makes the imports alone take half a minute); SIGUSR1 writes a
+    ``tracemalloc`` snapshot to ``tracemalloc_snapshot_path(pid)`` (read it with ``Snapshot.load``)."""
+    if not tracemalloc.is_tracing():
+        return False
+
+    def deepen() -> None:
+        tracemalloc.stop()
+        tracemalloc.start(TRACEMALLOC_FRAMES)
+
+    def dump() -> None:
+        path = tracemalloc_snapshot_path(os.getpid())
+        tracemalloc.take_snapshot().dump(f"{path}.part")
+        os.replace(f"{path}.part", path)
+        logger.info("tracemalloc snapshot written to %s", path)
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR2, deepen)
+    loop.add_signal_handler(signal.SIGUSR1, dump)
+    return True
 
 
 class Runtime:
@@ -161,6 +198,7 @@ class Runtime:
 
     async def start(self) -> None:
         self._metrics_server = self.metrics.start_server(self.settings.metrics_port)
+        install_tracemalloc_dump()
         if self.elector is None:
             self._begin_acting()
         else:

@@ -123,13 +123,20 @@ async def test_one_namespaces_flood_does_not_starve_another_namespace() -> None:
 async def test_a_namespace_arriving_late_joins_the_round_being_served() -> None:
     # Rounds do not let a quiet namespace bank turns: arriving after 100 of the flood ran, it goes next.
     recorder = Recorder(expected=151)
-    controller = Controller(recorder, workers=1)
+    hundred = asyncio.Event()
+
+    async def reconcile(obj: Mapping[str, Any]) -> float | None:
+        delay = await recorder(obj)
+        if len(recorder.order) == 100:
+            hundred.set()
+        return delay
+
+    controller = Controller(reconcile, workers=1)
     for i in range(150):
         controller.observe("ADDED", body(f"big-{i}", namespace="estate"))
     controller.start()
     try:
-        while len(recorder.order) < 100:
-            await asyncio.sleep(0)
+        await asyncio.wait_for(hundred.wait(), 5)
         controller.observe("ADDED", body("orders", namespace="payments"))
         await asyncio.wait_for(recorder.done.wait(), 5)
     finally:
