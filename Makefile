@@ -50,6 +50,6 @@ clean:
 BENCH_ARGS ?=
 .PHONY: bench
 bench: setup
-	@status=0; for b in b1_overhead b2_idle b3_evacuation b4_restart; do \
+	@status=0; for b in b1_overhead b2_idle b3_evacuation b4_restart b5_operator_failover b6_cold_start; do \
 		$(PY) bench/$$b.py $(BENCH_ARGS) || status=1; \
 	done; exit $$status
