@@ -90,6 +90,25 @@ def install_tracemalloc_dump() -> bool:
     return True
 
 
+def cloud_connections(settings: Settings, **hooks: Any) -> CloudConnections:
+    """The cloud connections the settings describe (timeouts, retries, rate limit, CA bundle); ``hooks`` are
+    ``CloudConnections``' own keyword arguments (transport, on_request, fence …). The operator and
+    ``azswitch apply`` build theirs here, so that both talk to the cloud the same way."""
+    return CloudConnections(
+        timeouts=Timeouts(
+            connect=settings.connect_timeout,
+            read=settings.request_timeout,
+            write=settings.request_timeout,
+            pool=settings.request_timeout,
+        ),
+        retry=RetryPolicy(max_attempts=settings.retry_attempts, max_total=settings.retry_budget),
+        rate=settings.rate_limit,
+        burst=settings.rate_burst,
+        ca_bundle=settings.ca_bundle,
+        **hooks,
+    )
+
+
 class Runtime:
     """Everything one operator process holds; also the reconciler's cloud factory."""
 
@@ -137,17 +156,8 @@ class Runtime:
             # Fences: no status write or event, and (below) no cloud request, from a process not leading.
             kube = FencedKube(kube, self.elector.check)
         self.kube: KubeAPI = kube
-        self.connections = CloudConnections(
-            timeouts=Timeouts(
-                connect=settings.connect_timeout,
-                read=settings.request_timeout,
-                write=settings.request_timeout,
-                pool=settings.request_timeout,
-            ),
-            retry=RetryPolicy(max_attempts=settings.retry_attempts, max_total=settings.retry_budget),
-            rate=settings.rate_limit,
-            burst=settings.rate_burst,
-            ca_bundle=settings.ca_bundle,
+        self.connections = cloud_connections(
+            settings,
             transport=cloud_transport,
             on_request=self.metrics.cloud_request,
             on_az_discovery=self.metrics.az_discovery,

@@ -11,9 +11,10 @@ from typing import Any, TextIO
 from azswitch.breakglass import credentials as creds
 from azswitch.breakglass.cluster import Cluster
 from azswitch.breakglass.manifests import InputError, Manifest, check_unique, from_object, load_files
-from azswitch.cloud import CloudAPI, CloudConnections, RetryPolicy, Timeouts
+from azswitch.cloud import CloudAPI
 from azswitch.models import ReplicationGroupSpec
 from azswitch.reconcile.context import ANNOTATION_APPROVE, Credentials
+from azswitch.runtime import cloud_connections
 from azswitch.settings import Settings
 
 #: The facts the operator learned about a group, which a local run may start from (never its journal).
@@ -166,18 +167,7 @@ class Clouds:
     """The Reconciler's ``CloudFactory``: the operator's cloud clients, built as ``Runtime`` builds them."""
 
     def __init__(self, settings: Settings) -> None:
-        self.connections = CloudConnections(
-            timeouts=Timeouts(
-                connect=settings.connect_timeout,
-                read=settings.request_timeout,
-                write=settings.request_timeout,
-                pool=settings.request_timeout,
-            ),
-            retry=RetryPolicy(max_attempts=settings.retry_attempts, max_total=settings.retry_budget),
-            rate=settings.rate_limit,
-            burst=settings.rate_burst,
-            ca_bundle=settings.ca_bundle,
-        )
+        self.connections = cloud_connections(settings)
 
     def client(self, service: str, endpoint: str, project_id: str, credentials: Credentials) -> CloudAPI[Any]:
         return self.connections.backend(service, endpoint, project_id, credentials)
