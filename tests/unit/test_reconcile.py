@@ -751,6 +751,19 @@ async def test_groups_waiting_for_a_slot_cost_the_cloud_nothing() -> None:
     assert stage.sim.count("GET", SHOW, None) == 0
 
 
+async def _step_all_at_once(stage: Stage, names: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reconcile ``names`` concurrently, as many workers would. A real cloud call suspends the reconcile;
+    the in-process simulator must too, or nothing interleaves."""
+    handle = stage.sim.handle
+
+    async def answer_later(*args: Any) -> Any:
+        await asyncio.sleep(0)
+        return await handle(*args)
+
+    monkeypatch.setattr(stage.sim, "handle", answer_later)
+    await asyncio.gather(*(stage.step(name) for name in names))
+
+
 async def test_groups_planning_at_once_read_the_cloud_only_as_far_as_slots_allow(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -763,15 +776,7 @@ async def test_groups_planning_at_once_read_the_cloud_only_as_far_as_slots_allow
         await stage.settle(name)
         stage.kube.edit_spec(name, primaryAZ="az2.dc2")
     stage.sim.clear_requests()
-    # A real cloud call suspends the reconcile; the in-process simulator must too, or nothing interleaves.
-    handle = stage.sim.handle
-
-    async def answer_later(*args: Any) -> Any:
-        await asyncio.sleep(0)
-        return await handle(*args)
-
-    monkeypatch.setattr(stage.sim, "handle", answer_later)
-    await asyncio.gather(*(stage.step(name) for name in names))
+    await _step_all_at_once(stage, names, monkeypatch)
     assert stage.reverses() == 1
     reads = [r for r in stage.sim.requests() if r["method"] == "GET" and r["template"] in (SHOW, LIST)]
     assert len(reads) == 1, [(r["template"], r.get("group")) for r in reads]
@@ -828,14 +833,7 @@ async def test_groups_starting_together_are_read_by_one_list_made_after_the_deci
         await stage.settle(name)
         stage.kube.edit_spec(name, primaryAZ="az2.dc2")
     stage.sim.clear_requests()
-    handle = stage.sim.handle
-
-    async def answer_later(*args: Any) -> Any:
-        await asyncio.sleep(0)
-        return await handle(*args)
-
-    monkeypatch.setattr(stage.sim, "handle", answer_later)
-    await asyncio.gather(*(stage.step(name) for name in names))
+    await _step_all_at_once(stage, names, monkeypatch)
     assert stage.reverses() == 5
     assert stage.sim.count("GET", SHOW) == 0
     reads = [r["template"] for r in stage.sim.requests() if r["method"] == "GET"]
