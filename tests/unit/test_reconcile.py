@@ -609,6 +609,59 @@ async def test_operations_in_flight_together_are_polled_by_one_list_per_interval
     assert lists < cloud_time / stage.settings.poll_max_interval * len(groups) / 2
 
 
+async def _lateness_of_each_switchover(stage: Stage, name: str, targets: list[str]) -> list[float]:
+    """Switch ``name`` to each of ``targets`` in turn; for each, how long after the cloud finished (its
+    request's time + the harness's 20 + 5 s) the status showed it Succeeded. Each is sent exactly once."""
+    late: list[float] = []
+    for target in targets:
+        stage.kube.edit_spec(name, primaryAZ=target)
+        stage.sim.clear_requests()
+        seen: list[float] = []
+
+        def note(n: str, seen: list[float] = seen, target: str = target) -> None:
+            last = stage.status(n).get("lastOperation", {})
+            if not seen and last.get("result") == "Succeeded" and last.get("to") == target:
+                seen.append(stage.clock())
+
+        await stage.run([name], seconds=40, after_step=note)
+        (post,) = [r["time"] for r in stage.sim.requests() if r["action"] == REVERSE]
+        late.append(seen[0] - (post + 20 + 5))
+    return late
+
+
+async def test_the_end_of_an_operation_like_the_last_one_is_seen_sooner() -> None:
+    # Polls back off to 4 s here, so the first switchover's end is seen up to 4 s late. The cloud took as
+    # long the second time, and the operator, which saw the first end between two of its looks, looks at
+    # the first of those moments and then every poll_interval / 2: the second end is seen within that.
+    stage = Stage(poll_interval=2.0, poll_max_interval=4.0)
+    stage.kube.create(resource(primary="az1.dc1"))
+    await stage.settle()
+    first, second = await _lateness_of_each_switchover(stage, "orders", ["az2.dc2", "az1.dc1"])
+    assert 0 <= second <= stage.settings.poll_interval / 2 + 0.05, (first, second)
+    assert first > second + 1.0, (first, second)
+
+
+async def test_an_operation_slower_than_the_last_one_is_followed_as_usual() -> None:
+    # The expectation only moves polls earlier: when the cloud takes far longer than last time, the
+    # operator falls back to its usual back-off after a short window of quick looks, and never re-sends.
+    stage = Stage(poll_interval=2.0, poll_max_interval=4.0)
+    stage.kube.create(resource(primary="az1.dc1"))
+    await stage.settle()
+    await _lateness_of_each_switchover(stage, "orders", ["az2.dc2"])
+    engine = stage.sim.engine
+    engine.timings = engine.timings.model_copy(update={"switchover_seconds": 80.0})
+    stage.kube.edit_spec("orders", primaryAZ="az1.dc1")
+    stage.sim.clear_requests()
+    await stage.run(["orders"], seconds=120)
+    assert stage.status("orders")["lastOperation"]["result"] == "Succeeded"
+    assert stage.reverses() == 1, "sent once"
+    # 85 s of cloud time at 2 → 4 s back-off is ~25 reads; the quick window adds at most a handful.
+    reads = len([r for r in stage.sim.requests() if r["method"] == "GET"])
+    assert reads <= 85 / stage.settings.poll_max_interval + 2.0 / (stage.settings.poll_interval / 2) + 8, (
+        reads
+    )
+
+
 async def test_shared_polling_starts_only_where_it_costs_less_than_gets() -> None:
     # 1,500 groups in the project: one LIST is two pages. Two operations in flight are cheaper to poll
     # with two GETs; from the third on, the two-page LIST wins.
@@ -802,6 +855,37 @@ async def test_a_slot_taken_for_a_start_that_turns_out_unneeded_is_given_back() 
     await stage.step("g1")
     assert stage.reverses() == 1
     assert stage.status("g1")["operation"]["action"] == "Switchover"
+
+
+async def test_a_finished_operation_hands_its_slot_on_before_recording_itself() -> None:
+    # Cap 1, two groups to move. When g0's switchover is seen done its slot goes to g1 before g0's closing
+    # status write, so g1 starts without waiting on it. Here that write fails (apiserver restarting): g0's
+    # journal still shows the operation, it is adopted again and recorded on the next reconcile; g1's
+    # request is sent once, after g0 finished in the cloud, and nothing is sent twice.
+    stage, _ = _fleet(2, max_concurrent_operations=1)
+    woken: list[list[str]] = []
+    stage.slots.on_release = woken.append
+    for name in ("g0", "g1"):
+        await stage.settle(name)
+        stage.kube.edit_spec(name, primaryAZ="az2.dc2")
+    await stage.step("g0")
+    await stage.step("g1")
+    assert stage.reverses() == 1 and "operation" in stage.status("g0")
+    stage.kube.unavailable_when = lambda patch: "lastOperation" in patch
+    stage.clock.advance(30)  # the cloud's 20 + 5 s are over
+    await stage.step("g0")
+    assert woken == [["payments/g1"]], "the slot was handed on before the write"
+    assert "operation" in stage.status("g0"), "the closing write did not land"
+    stage.kube.unavailable_when = None
+    await stage.step("g1")
+    assert stage.reverses() == 2
+    await stage.settle("g0")
+    assert stage.status("g0")["lastOperation"]["result"] == "Succeeded"
+    await stage.settle("g1", until=lambda status: "lastOperation" in status)
+    assert stage.status("g1")["lastOperation"]["result"] == "Succeeded"
+    assert stage.slots.in_use == 0
+    posts = sorted(r["time"] for r in stage.sim.requests() if r["action"] == REVERSE)
+    assert len(posts) == 2 and posts[1] >= posts[0] + 25, "never two in the cloud at once"
 
 
 def test_a_woken_waiter_leaves_the_line() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -110,8 +110,13 @@ class Follower:
             return await self.journal.end(
                 ctx, "Failed", f"the cloud group went to {observation.cloud.status} ({detail})"
             )
+        # How far into the operation the view is (a view from the listing is seen_age old).
+        into = ctx.now - started - timedelta(seconds=ctx.seen_age or 0.0)
         if self._done(action, target, observation):
+            if not job_id:
+                self.reader.succeeded(ctx, action, into)
             return await self.journal.end(ctx, "Succeeded", f"primary is {observation.primary_az}")
+        self.reader.moving(ctx, into)
         if ctx.now - started > spec.switchover.timeout:
             return await self.journal.end(
                 ctx,
@@ -263,7 +268,8 @@ class Follower:
         """When to look again. A view from the shared listing was already ``seen_age`` old, so come back
         when it is one poll delay old, just as the next LIST is due: the cloud finishing is then seen
         within one poll delay, as with a GET of its own."""
-        delay = self.reader.poll_delay(ctx.now - started)
+        operation = ctx.status.get("operation") or {}
+        delay = self.reader.poll_delay(ctx.now - started, self.reader.expected(ctx, operation.get("action")))
         if not ctx.seen_age:  # the group's own GET (or a listing read this very moment)
             return delay
         return max(0.05, delay - ctx.seen_age + 0.01)

@@ -108,9 +108,13 @@ class Journal:
             verdict = Verdict(
                 "Failed", ("False", f"{action}{reason}", message), stalled=(f"{action}{reason}", message)
             )
-        await self.recorder.write(ctx, verdict)
+        # The cloud is done with it, so the slot goes to the next in line now, not after our write: in an
+        # evacuation the next group's start then overlaps this write. Should the write fail, the journal
+        # still shows the operation, and the next reconcile adopts the slot again until it has written this.
         self.slots.release(ctx.key)
         self.reader.track(ctx, in_flight=False)
+        self.reader.ended(ctx)
+        await self.recorder.write(ctx, verdict)
         self.metrics.operations_in_flight(self.slots.in_use)
         self.metrics.operation_finished(str(action), result, float(finished["durationSeconds"] or 0.0))
         await self.recorder.event(
